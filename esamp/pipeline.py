@@ -1,0 +1,155 @@
+"""run(cfg): config -> task + sampler + model -> generation -> grading -> metrics -> results files."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from esamp.generation import GenerationStats, RowResult, generate
+from esamp.metrics.passk import default_ks, mean_accuracy, passk_curve
+from esamp.models import load_model
+from esamp.results import SampleStore, check_lock, environment, write_json
+from esamp.tasks.base import Problem
+
+log = logging.getLogger("esamp")
+
+
+class ConfigError(ValueError):
+    """A bad config value; raised before any model loads, with a one-line message."""
+
+
+def build(cfg: DictConfig, key: str):
+    """Instantiate a config group, surfacing the constructor's own one-line ValueError."""
+    try:
+        return instantiate(cfg[key], _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        raise ConfigError(str(cause)) from cause
+
+
+def validate(cfg: DictConfig, n: int) -> list[int]:
+    """Checks that need more than one group. Returns the k values of the Pass@k curve."""
+    gen = cfg.generation
+    if not isinstance(gen.batch_prompts, int) or gen.batch_prompts < 1:
+        raise ConfigError(f"generation.batch_prompts={gen.batch_prompts!r} is invalid: allowed values are integers >= 1")
+    if not isinstance(cfg.task.max_new_tokens, int) or cfg.task.max_new_tokens < 1:
+        raise ConfigError(f"task.max_new_tokens={cfg.task.max_new_tokens!r} is invalid: allowed values are integers >= 1")
+    ks = list(cfg.metrics.ks) if cfg.metrics.get("ks") else default_ks(n)
+    bad = [k for k in ks if not isinstance(k, int) or not 1 <= k <= n]
+    if bad:
+        raise ConfigError(f"metrics.ks={ks} is invalid: allowed values are integers k with 1 <= k <= n "
+                          f"(sampler.n={n})")
+    return ks
+
+
+def make_records(problem: Problem, prompt_text: str, rows: list[RowResult], grades: list[dict]) -> list[dict]:
+    records = []
+    for row, grade in zip(rows, grades):
+        rec = {"problem_id": problem.id, "sample_index": row.sample_index, "prompt": prompt_text,
+               "completion": row.text, "extracted": grade.get("extracted"), "correct": grade.get("correct"),
+               "tokens": row.num_tokens, "finish_reason": row.finish_reason}
+        rec.update({k: v for k, v in grade.items() if k not in ("extracted", "correct")})
+        rec.update(row.meta)
+        if problem.meta:
+            rec["problem_meta"] = problem.meta
+        records.append(rec)
+    return records
+
+
+def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    sampler = build(cfg, "sampler")
+    task = build(cfg, "task")
+    ks = validate(cfg, sampler.n)
+    out = Path(out_dir or cfg.get("output_dir") or ".")
+    out.mkdir(parents=True, exist_ok=True)
+
+    problems = task.load()
+    if not problems:
+        raise ConfigError(f"task {task.name!r} selected no problems (check task.limit / task.subset)")
+    store = SampleStore(out / "samples.jsonl")
+    check_lock(out, {"model": OmegaConf.to_container(cfg.model, resolve=True),
+                     "sampler": OmegaConf.to_container(cfg.sampler, resolve=True),
+                     # which problems run (limit/subset) may change on resume; how each is prompted may not
+                     "task": {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items()
+                              if k not in ("limit", "subset")},
+                     "seed": cfg.seed,
+                     "ignore_eos": cfg.generation.ignore_eos})
+    repaired = store.repair(sampler.n)
+    done = store.completed_problems(sampler.n)
+    todo = [p for p in problems if p.id not in done]
+    if done:
+        log.info("resuming in %s: %d of %d problems already complete (%s)", out, len(problems) - len(todo),
+                 len(problems), repaired)
+
+    lm = load_model(cfg.model)
+    logger = build(cfg, "logger")
+    logger.start(OmegaConf.to_container(cfg, resolve=True), out)
+    stats, telemetry = GenerationStats(), []
+    bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{task.name} x{sampler.n}",
+               unit="problem", dynamic_ncols=True)
+    bs = cfg.generation.batch_prompts
+    for start in range(0, len(todo), bs):
+        chunk = todo[start:start + bs]
+        texts = [lm.render(p.prompt) for p in chunk]
+
+        def on_done(i: int, rows: list[RowResult], chunk=chunk, texts=texts) -> None:
+            grades = task.grade_many(chunk[i], [r.text for r in rows])
+            store.append(make_records(chunk[i], texts[i], rows, grades))
+            bar.update(1)
+
+        result = generate(lm, sampler, texts, [p.id for p in chunk], max_new_tokens=cfg.task.max_new_tokens,
+                          seed=cfg.seed, stop_strings=tuple(task.stop_strings),
+                          ignore_eos=cfg.generation.ignore_eos, on_prompt_done=on_done)
+        for key in ("steps", "tokens", "row_steps", "seconds", "prefill_seconds", "compactions"):
+            setattr(stats, key, getattr(stats, key) + getattr(result.stats, key))
+        telemetry.append(result.telemetry)
+    bar.close()
+
+    wanted = {p.id for p in problems}
+    records = [r for r in store.load() if r["problem_id"] in wanted]
+    summary = summarize(cfg, task, sampler, lm, records, ks, stats, telemetry, time.perf_counter() - t_start)
+    summary["resume"] = {"problems_reused": len(problems) - len(todo), **repaired}
+    write_json(out / "results.json", summary)
+    logger.log_summary(summary)
+    logger.finish()
+    log.info("wrote %s", out / "results.json")
+    return summary
+
+
+def summarize(cfg, task, sampler, lm, records, ks, stats: GenerationStats, telemetry, wall) -> dict[str, Any]:
+    per_problem: dict[str, list[dict]] = {}
+    for r in records:
+        per_problem.setdefault(r["problem_id"], []).append(r)
+    graded = {pid: rs for pid, rs in per_problem.items() if all(r.get("correct") is not None for r in rs)}
+    counts = [(len(rs), sum(bool(r["correct"]) for r in rs)) for rs in graded.values()]
+    summary: dict[str, Any] = {
+        "task": task.name, "sampler": sampler.describe(), "model": {"name": lm.name, "source": lm.source, **lm.info},
+        "seed": cfg.seed, "num_problems": len(per_problem), "samples": len(records),
+        "pass_at_k": passk_curve(counts, ks, seed=cfg.seed) if counts else None,
+        "accuracy": mean_accuracy(counts, seed=cfg.seed) if counts else None,
+        "finish_reasons": _count(r["finish_reason"] for r in records),
+        "timing": {"wall_seconds": wall, "model_load_seconds": lm.load_seconds,
+                   "generation_seconds": stats.seconds, "prefill_seconds": stats.prefill_seconds,
+                   "tokens_generated": stats.tokens, "decode_steps": stats.steps, "row_steps": stats.row_steps,
+                   "compactions": stats.compactions,
+                   "tokens_per_second": stats.tokens / stats.seconds if stats.seconds else None},
+        "sampler_telemetry": sampler.summarize(telemetry),
+        "task_metrics": task.summarize(records),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "environment": environment(),
+    }
+    return summary
+
+
+def _count(values) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out

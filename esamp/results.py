@@ -1,0 +1,123 @@
+"""Crash-safe results: an append-only `samples.jsonl` (one line per sample, written as each prompt
+finishes, flushed and fsynced) plus one `results.json` summary per run.
+
+Resume rules (a run restarted on the same folder):
+- a partially written last line (the process died mid-write) is cut off;
+- a problem with fewer than n complete samples is dropped and regenerated whole, so the final file holds
+  exactly one record per (problem, sample);
+- the generation settings are fingerprinted in `run.lock.json`; resuming with different settings fails
+  instead of silently mixing two experiments in one file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections import defaultdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+
+class ResumeMismatch(RuntimeError):
+    pass
+
+
+class SampleStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def repair(self, n: int) -> dict[str, int]:
+        """Cut a torn last line and drop incomplete problems. Returns {"kept": records, "dropped": records}."""
+        if not self.path.exists():
+            return {"kept": 0, "dropped": 0}
+        raw = self.path.read_bytes()
+        complete = raw[: raw.rfind(b"\n") + 1]  # everything up to the last newline
+        records, dropped = [], 0
+        for line in complete.splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a torn line in the middle cannot happen with append+fsync,
+                dropped += 1              # but a hand-edited file could have one: skip it, don't crash
+        by_problem: dict[str, dict[int, dict]] = defaultdict(dict)
+        for r in records:
+            by_problem[r["problem_id"]][r["sample_index"]] = r  # a duplicate keeps the last copy
+        keep = [r for pid, rs in by_problem.items() if len(rs) >= n for _, r in sorted(rs.items())]
+        dropped += len(records) - len(keep)
+        if len(complete) != len(raw) or len(keep) != len(records):
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                for r in keep:
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(self.path)
+        return {"kept": len(keep), "dropped": dropped + (len(raw) > len(complete))}
+
+    def load(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with open(self.path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.endswith("\n") and line.strip()]
+
+    def completed_problems(self, n: int) -> set[str]:
+        counts: dict[str, set[int]] = defaultdict(set)
+        for r in self.load():
+            counts[r["problem_id"]].add(r["sample_index"])
+        return {pid for pid, s in counts.items() if len(s) >= n}
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        """All samples of one problem in one write, flushed to disk before returning."""
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def check_lock(out_dir: Path, fingerprint: dict[str, Any]) -> None:
+    """First run: write the fingerprint. Resume: it must match."""
+    lock = out_dir / "run.lock.json"
+    if lock.exists():
+        old = json.loads(lock.read_text())
+        if old != fingerprint:
+            diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+            raise ResumeMismatch(
+                f"{out_dir} holds samples generated with different settings ({', '.join(diff)} differ); "
+                "use a new output folder or restore the original settings")
+    else:
+        write_json(lock, fingerprint)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic write: a crash never leaves a half-written summary."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+    tmp.replace(path)
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts recorded next to every result."""
+    pkgs = {}
+    for name in ("esamp", "torch", "transformers", "tokenizers", "hydra-core", "omegaconf", "numpy",
+                 "math-verify", "sympy", "accelerate", "datasets", "gguf", "sentence-transformers", "wandb"):
+        try:
+            pkgs[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pkgs[name] = None
+    import torch
+
+    env = {"python": sys.version.split()[0], "platform": platform.platform(), "packages": pkgs,
+           "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+           "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor(),
+           "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    try:
+        root = Path(__file__).resolve().parents[1]
+        env["git_commit"] = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                           text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        env["git_commit"] = None
+    return env

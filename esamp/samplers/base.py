@@ -1,0 +1,107 @@
+"""The one interface every sampler implements to plug into `esamp.generation.generate`.
+
+The loop owns the model forward, the KV cache, stopping and bookkeeping; a sampler only turns the
+current position's state (a `StepView`) into the next token of every active row (a `Choice`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from esamp.models import LoadedModel
+
+
+@dataclass
+class BatchInfo:
+    """What a sampler learns when a batch starts. Rows are laid out prompt-major: row r belongs to
+    prompt `r // n` of the batch and is that prompt's sample `r % n`."""
+
+    lm: "LoadedModel"
+    num_prompts: int
+    n: int
+    max_new_tokens: int
+    device: torch.device
+
+
+@dataclass
+class StepView:
+    """The current position of every active row.
+
+    hidden:  (B, H) final normed hidden state (the LM head's input), model dtype.
+    uniform: (B,) float64 in [0, 1): this row's own random number for this step. It depends only on
+             (seed, problem id, sample index, step), so a row's sample never depends on its neighbours.
+    rows:    (B,) long, the batch row index (prompt * n + sample) of each active row.
+    active:  (B,) bool, False for rows that already finished but are still in the batch (they are dropped
+             at the next compaction; samplers must not learn from them).
+    taps:    (source, target) hidden states at this position when the sampler asked for taps.
+    prefill: True at step 0, whose position is the prompt's last token.
+    """
+
+    step: int
+    hidden: torch.Tensor
+    uniform: torch.Tensor
+    rows: torch.Tensor
+    active: torch.Tensor
+    lm: "LoadedModel"
+    taps: tuple[torch.Tensor, torch.Tensor] | None = None
+    prefill: bool = False
+
+    def logits(self) -> torch.Tensor:
+        """Full-vocabulary logits of the model (float32)."""
+        return self.lm.lm_head(self.hidden).float()
+
+
+@dataclass
+class Choice:
+    """A sampler's answer for one step.
+
+    tokens:   (B,) next token per active row.
+    parents:  (B,) optional: new row i continues row parents[i]'s history (beam search reorders beams);
+              the loop reorders the KV cache and histories accordingly.
+    finished: (B,) optional bool: rows the sampler retires after this token (beam search decides its own
+              termination; other samplers leave this to the loop's EOS / stop-string / length checks).
+    """
+
+    tokens: torch.Tensor
+    parents: torch.Tensor | None = None
+    finished: torch.Tensor | None = None
+
+
+class Sampler:
+    """Base class. Subclasses implement `choose`; the rest are optional hooks."""
+
+    name: str = "sampler"
+    n: int = 1
+    # Hidden-state taps the sampler needs ("paper" / "tllm"); None: only the final hidden state.
+    taps: str | None = None
+    # True when the sampler handles EOS itself (beam search keeps a row alive and stores the hypothesis).
+    handles_eos: bool = False
+
+    def begin(self, info: BatchInfo) -> None:
+        """A new batch starts (fresh per-prompt state goes here)."""
+
+    def choose(self, view: StepView) -> Choice:
+        raise NotImplementedError
+
+    def select_rows(self, keep: torch.Tensor) -> None:
+        """The loop dropped finished rows: keep only positions `keep` (indices into the current active
+        rows) of any per-row state."""
+
+    def end(self) -> dict[str, Any]:
+        """The batch is over; return telemetry to store in results.json (may sync the device)."""
+        return {}
+
+    def summarize(self, telemetry: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Merge the per-batch `end()` reports of a run into one summary (None: nothing to report)."""
+        return None
+
+    def finalize(self, prompt_index: int, rows: list) -> list:
+        """Last chance to replace a prompt's finished rows (beam search returns its best hypotheses)."""
+        return rows
+
+    def describe(self) -> dict[str, Any]:
+        """Settings recorded in results.json."""
+        return {"name": self.name, "n": self.n}

@@ -1,0 +1,58 @@
+"""Where benchmark files come from: an explicit path, `$ESAMP_DATA_DIR`, a PyPI data package, or the hub.
+
+Each source is tried in order and a missing source gives one clear message listing every place looked."""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+
+class DataNotFound(FileNotFoundError):
+    pass
+
+
+def open_text(path: str | Path):
+    path = Path(path)
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    with open_text(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def data_dir() -> Path | None:
+    d = os.environ.get("ESAMP_DATA_DIR")
+    return Path(d) if d else None
+
+
+def package_file(package: str, relpath: str) -> Path | None:
+    """A data file inside an installed package, found WITHOUT importing the package (some data packages
+    have heavy or broken imports)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(spec.submodule_search_locations[0]) / relpath
+    return p if p.exists() else None
+
+
+def resolve(task: str, sources: list[tuple[str, Callable[[], Any]]]) -> tuple[str, Any]:
+    """Try each (description, loader) in order; a loader returns the data or None when its source is absent.
+    Raises DataNotFound naming every source tried."""
+    tried = []
+    for desc, loader in sources:
+        try:
+            data = loader()
+        except DataNotFound:
+            data = None
+        except Exception as err:  # e.g. a hub dataset that cannot be reached offline
+            tried.append(f"{desc} ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
+            continue
+        if data is not None:
+            return desc, data
+        tried.append(f"{desc} (absent)")
+    raise DataNotFound(f"no data for task {task!r}; tried, in order: " + "; ".join(tried))

