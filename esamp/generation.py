@@ -117,7 +117,8 @@ def generate(
     ids, mask = _left_pad([lm.encode(p) for p in prompts], tok.pad_token_id)
     ids, mask = ids.to(device), mask.to(device)
 
-    sampler.begin(BatchInfo(lm=lm, num_prompts=P, n=n, max_new_tokens=max_new_tokens, device=device))
+    sampler.begin(BatchInfo(lm=lm, num_prompts=P, n=n, max_new_tokens=max_new_tokens, device=device,
+                            problem_ids=tuple(problem_ids), seed=seed))
     taps = HiddenTaps(lm, sampler.taps) if sampler.taps else None
     history = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)  # indexed by batch row
     gen_len = torch.full((B,), max_new_tokens, dtype=torch.long, device=device)

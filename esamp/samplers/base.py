@@ -24,6 +24,8 @@ class BatchInfo:
     n: int
     max_new_tokens: int
     device: torch.device
+    problem_ids: tuple[str, ...] = ()
+    seed: int = 0
 
 
 @dataclass

@@ -1,0 +1,199 @@
+"""Exploratory Sampling (ESamp): reweight each step's candidates away from what this prompt's online
+Distiller already predicts well. Specification: docs/esamp-method.md (shared) and the paper.
+
+Per decode step t and active row (prompt p):
+    h_pred = D_p(h_src)                       weights updated through step t-1
+    logit_new = (1 + beta) * logit_ref - beta * lm_head(h_pred)   on the base filter's surviving tokens
+    sample softmax(logit_new / T), then one optimiser step on MSE(D_p(h_src), h_tgt) over p's active rows.
+
+Paths (all chosen by config, recorded in results.json):
+- latent mixing `lm_head((1 + beta) h - beta h_pred)` when no filter is set, the taps are `paper` (target =
+  the LM head's input) and the head has no bias: one vocabulary projection instead of two;
+- logit fusion otherwise (filters keep/drop candidates on the model's own logits first);
+- `fusion_order: tllm` (the public code): logits / T -> filters -> (1 + beta) * kept - beta * logit_dist
+  (distiller logit NOT divided by T) -> sample;
+- ablations: `fusion: naive` (logit_ref - beta * logit_dist), `error: noise` (the latent error
+  h - h_pred replaced by Gaussian noise of the same norm), `state: shared` (one Distiller for the batch).
+
+Step 0 (the first generated token, computed from the prompt's last position) uses the base sampler and
+does not train: prefill positions are never training data, and an untrained Distiller's prediction there
+would be noise (`intervene_first_token: false`, recorded).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from esamp.generation import problem_key
+from esamp.samplers.base import BatchInfo, Choice, StepView
+from esamp.samplers.truncation import TruncationSampler, sample, truncate
+from esamp.trainer import VARIANTS, make_trainer
+
+STATES = ("per_prompt", "shared")
+FUSIONS = ("paper", "naive")
+ERRORS = ("distiller", "noise")
+ORDERS = ("paper", "tllm")
+MODES = ("serial", "async")
+
+
+def _one_of(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"sampler.{key}={value!r} is invalid: allowed values are {', '.join(map(str, allowed))}")
+
+
+class ESampSampler(TruncationSampler):
+    def __init__(self, n: int = 8, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 min_p: float | None = None, beta: float = 0.25, variant: str = "paper", taps: str | None = None,
+                 state: str = "per_prompt", trainer: str = "serial", fusion: str = "paper",
+                 fusion_order: str | None = None, error: str = "distiller", latent_mixing: bool | str = "auto",
+                 distiller: dict | None = None, name: str | None = None):
+        super().__init__(n=n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, name=name or "esamp")
+        if beta is None or not (beta >= 0) or math.isinf(beta):
+            raise ValueError(f"sampler.beta={beta!r} is invalid: allowed values are finite numbers >= 0")
+        _one_of("variant", variant, tuple(VARIANTS))
+        self.variant = variant
+        self.taps = taps or variant  # the loop reads this to install the hidden-state hooks
+        _one_of("taps", self.taps, ("paper", "tllm"))
+        _one_of("state", state, STATES)
+        _one_of("trainer", trainer, MODES)
+        _one_of("fusion", fusion, FUSIONS)
+        self.fusion_order = fusion_order or variant
+        _one_of("fusion_order", self.fusion_order, ORDERS)
+        _one_of("error", error, ERRORS)
+        if error == "noise" and fusion != "paper":
+            raise ValueError("sampler.error=noise is invalid with sampler.fusion=naive: allowed with fusion=paper")
+        if latent_mixing not in ("auto", True, False):
+            raise ValueError(f"sampler.latent_mixing={latent_mixing!r} is invalid: allowed values are auto, true, false")
+        self.beta, self.state, self.trainer_mode, self.fusion, self.error = float(beta), state, trainer, fusion, error
+        self.latent_mixing_cfg = latent_mixing
+        self.distiller_cfg = {k: v for k, v in dict(distiller or {}).items() if v is not None}
+        self.trainer = None
+        self._latent_mixing = False
+        self._info: BatchInfo | None = None
+
+    # ------------------------------------------------------------------------------------- batch life
+    def _can_mix(self, lm) -> bool:
+        """Latent mixing is exact only when the fused logits are a linear map of the latent mix."""
+        head_bias = getattr(lm.lm_head, "bias", None) is not None
+        return (not self.has_filter and self.taps == "paper" and self.fusion == "paper"
+                and self.fusion_order == "paper" and not head_bias)
+
+    def begin(self, info: BatchInfo) -> None:
+        self._info = info
+        slots = info.num_prompts if self.state == "per_prompt" else 1
+        if self.trainer is None or self.trainer.bank.hidden != info.lm.hidden_size:
+            self.trainer = make_trainer(self.variant, hidden=info.lm.hidden_size, num_slots=slots,
+                                        mode=self.trainer_mode, device=info.device,
+                                        max_steps=info.max_new_tokens, **self.distiller_cfg)
+        self.trainer.reset(num_slots=slots)
+        # Fresh weights per prompt drawn from (seed, problem id), so a prompt's Distiller (and thus its
+        # samples) does not depend on which other prompts share the batch.
+        for s in range(slots):
+            key = problem_key(info.problem_ids[s]) if self.state == "per_prompt" and info.problem_ids else s
+            gen = torch.Generator(device=info.device).manual_seed((info.seed * 1_000_003 + key) % (2**63 - 1))
+            self.trainer.reset_slots([s], generator=gen)
+        if self.latent_mixing_cfg is True and not self._can_mix(info.lm):
+            raise ValueError("sampler.latent_mixing=true is invalid here: it needs no top_k/top_p/min_p, taps=paper, "
+                             "fusion=paper, fusion_order=paper and an LM head without bias")
+        self._latent_mixing = self._can_mix(info.lm) if self.latent_mixing_cfg == "auto" else bool(self.latent_mixing_cfg)
+        self._noise_gen = torch.Generator(device=info.device).manual_seed(info.seed) if self.error == "noise" else None
+        self._total_rows = info.num_prompts * info.n
+
+    def choose(self, view: StepView) -> Choice:
+        if view.prefill:
+            return super().choose(view)
+        src, tgt = view.taps
+        h_pred = self._predict_and_train(src, tgt, view)
+        lm, dtype = view.lm, view.hidden.dtype
+        err = tgt.float() - h_pred  # the latent error: large = novel for this prompt's samples
+        if self.error == "noise":
+            noise = torch.randn(err.shape, generator=self._noise_gen, device=err.device)
+            err = noise * (err.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+        if self._latent_mixing:  # lm_head(h + beta * err) == (1 + beta) * lm_head(h) - beta * lm_head(h_pred)
+            mixed = (view.hidden.float() + self.beta * err).to(dtype)
+            logits = lm.lm_head(mixed).float()
+            if self.temperature == 0:
+                return Choice(logits.argmax(-1))
+            return Choice(sample(logits / self.temperature, view.uniform))
+
+        logit_ref = view.logits()
+        if self.error == "noise":  # the control: same-norm noise instead of the Distiller's error
+            noise_logit = lm.lm_head(err.to(dtype)).float()
+            fuse = lambda ref: ref + self.beta * noise_logit  # noqa: E731
+        else:
+            logit_dist = lm.lm_head(h_pred.to(dtype)).float()
+            if self.fusion == "naive":  # ablation: plain subtraction, a different (worse) formula
+                fuse = lambda ref: ref - self.beta * logit_dist  # noqa: E731
+            else:
+                fuse = lambda ref: (1 + self.beta) * ref - self.beta * logit_dist  # noqa: E731
+
+        if self.temperature == 0:
+            keep = torch.isfinite(self._filter(logit_ref, 1.0))
+            return Choice(fuse(logit_ref).masked_fill(~keep, float("-inf")).argmax(-1))
+        if self.fusion_order == "tllm":
+            # tLLM: scale by T and filter first, then fuse the kept candidates with the UNscaled distiller
+            # logit; removed candidates stay at -inf; no further division by T.
+            return Choice(sample(fuse(self._filter(logit_ref, self.temperature)), view.uniform))
+        # Paper: the base filter decides the candidates on the model's logits; fuse on them; sample at T.
+        keep = torch.isfinite(self._filter(logit_ref, self.temperature))
+        return Choice(sample(fuse(logit_ref).masked_fill(~keep, float("-inf")) / self.temperature, view.uniform))
+
+    def _filter(self, logits: torch.Tensor, temperature: float) -> torch.Tensor:
+        return truncate(logits / temperature, self.top_k, self.top_p, self.min_p)
+
+    def _predict_and_train(self, src: torch.Tensor, tgt: torch.Tensor, view: StepView) -> torch.Tensor:
+        """Scatter the active rows into the bank's [slots, rows per slot, H] layout (row r of the batch is
+        flat position r in both layouts), predict with the current weights and take one training step."""
+        H, B = src.shape[-1], self._total_rows
+        slots = self.trainer.num_slots
+        x = src.new_zeros((B, H)).index_copy_(0, view.rows, src)
+        y = tgt.new_zeros((B, H)).index_copy_(0, view.rows, tgt)
+        mask = torch.zeros(B, dtype=torch.bool, device=src.device).index_copy_(0, view.rows, view.active)
+        pred = self.trainer.step(x.view(slots, -1, H), y.view(slots, -1, H), mask.view(slots, -1))
+        return pred.view(B, H).index_select(0, view.rows)
+
+    def end(self) -> dict[str, Any]:
+        stats = self.trainer.stats() if self.trainer is not None else {}
+        return {k: stats[k] for k in ("train_steps", "update_steps", "loss_curve", "error_norm_curve",
+                                      "mean_error_norm", "first_loss", "last_loss", "trained_rows") if k in stats}
+
+    # ------------------------------------------------------------------------------------- reporting
+    def summarize(self, telemetry: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Merge batches: curves are averaged per step index over the batches that reached that step."""
+        telemetry = [t for t in telemetry if t]
+        steps = sum(t.get("train_steps", 0) for t in telemetry)
+        if telemetry and steps == 0:
+            raise RuntimeError("ESamp took 0 Distiller training steps: the intervention never ran "
+                               "(task.max_new_tokens must be >= 2); refusing to report it as an ESamp result")
+
+        def mean_curve(key: str) -> list[float]:
+            length = max((len(t.get(key, [])) for t in telemetry), default=0)
+            out = []
+            for i in range(length):
+                vals = [t[key][i] for t in telemetry if i < len(t[key]) and not math.isnan(t[key][i])]
+                out.append(sum(vals) / len(vals) if vals else float("nan"))
+            return out
+
+        loss = mean_curve("loss_curve")
+        finite = [v for v in loss if not math.isnan(v)]
+        rows = sum(t.get("trained_rows", 0) for t in telemetry)
+        err = sum(t.get("mean_error_norm", 0) * t.get("trained_rows", 0) for t in telemetry
+                  if not math.isnan(t.get("mean_error_norm", float("nan"))))
+        return {"train_steps": steps, "batches": len(telemetry), "loss_curve": loss,
+                "error_norm_curve": mean_curve("error_norm_curve"),
+                "first_loss": finite[0] if finite else None, "last_loss": finite[-1] if finite else None,
+                "mean_error_norm": err / rows if rows else None, "trained_rows": rows, **self.describe()}
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update(beta=self.beta, variant=self.variant, taps=self.taps, state=self.state, trainer=self.trainer_mode,
+                 fusion=self.fusion, fusion_order=self.fusion_order, error=self.error,
+                 latent_mixing=self.latent_mixing_cfg if self._info is None else self._latent_mixing,
+                 intervene_first_token=False,
+                 distiller={**{k: v for k, v in VARIANTS[self.variant].items()}, **self.distiller_cfg},
+                 order=("temperature -> top_k -> top_p -> min_p on the model's logits -> fuse kept candidates -> "
+                        "sample" if self.fusion_order == "paper" else
+                        "logits / T -> top_k -> top_p -> min_p -> fuse kept with unscaled distiller logit -> sample"))
+        return d
