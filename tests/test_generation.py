@@ -1,0 +1,151 @@
+"""The decoding loop on a tiny random model: determinism, per-row randomness, padding, stopping."""
+import pytest
+import torch
+
+from esamp.generation import generate, row_uniforms
+from esamp.models import HiddenTaps, load_model
+from esamp.samplers.truncation import TruncationSampler
+from tests.conftest import tiny_cfg
+
+PROMPTS = ["The quick brown fox jumps over", "Hi", "A much longer prompt, so that the left padding of the others "
+           "is substantial and the positions must be right for every row."]
+
+
+def texts(out):
+    return [[r.token_ids for r in rows] for rows in out.prompts]
+
+
+def test_forward_matches_hf_logits(tiny_lm):
+    """Our step (decoder + LM head on the last position) equals the model's own forward."""
+    ids = torch.tensor([tiny_lm.encode("hello world")])
+    ref = tiny_lm.model(ids).logits[:, -1]
+    hidden = tiny_lm.decoder(input_ids=ids).last_hidden_state[:, -1]
+    assert torch.allclose(tiny_lm.lm_head(hidden), ref, atol=1e-5)
+
+
+def test_same_seed_same_samples_and_seed_changes_them(tiny_lm):
+    s = TruncationSampler(n=3, temperature=1.0)
+    a = generate(tiny_lm, s, PROMPTS, ["a", "b", "c"], max_new_tokens=12, seed=5)
+    b = generate(tiny_lm, s, PROMPTS, ["a", "b", "c"], max_new_tokens=12, seed=5)
+    c = generate(tiny_lm, s, PROMPTS, ["a", "b", "c"], max_new_tokens=12, seed=6)
+    assert texts(a) == texts(b)
+    assert texts(a) != texts(c)
+    # the n samples of one prompt differ from each other
+    assert len({tuple(t) for t in texts(a)[0]}) == 3
+
+
+def test_batch_invariance(tiny_lm):
+    """A prompt alone and inside a larger, differently padded batch gives identical samples."""
+    s = TruncationSampler(n=4, temperature=1.0)
+    together = generate(tiny_lm, s, PROMPTS, ["a", "b", "c"], max_new_tokens=16, seed=1)
+    for i, pid in enumerate(["a", "b", "c"]):
+        alone = generate(tiny_lm, s, [PROMPTS[i]], [pid], max_new_tokens=16, seed=1)
+        assert texts(alone)[0] == texts(together)[i], f"prompt {pid} changed with its batch neighbours"
+    # and order in the batch does not matter either
+    rev = generate(tiny_lm, s, PROMPTS[::-1], ["c", "b", "a"], max_new_tokens=16, seed=1)
+    assert texts(rev)[::-1] == texts(together)
+
+
+def test_sample_depends_on_problem_id_not_position(tiny_lm):
+    s = TruncationSampler(n=2, temperature=1.0)
+    a = generate(tiny_lm, s, [PROMPTS[0]], ["x"], max_new_tokens=10, seed=0)
+    b = generate(tiny_lm, s, [PROMPTS[0]], ["y"], max_new_tokens=10, seed=0)
+    assert texts(a) != texts(b)
+
+
+def test_row_uniforms_are_per_row():
+    u1 = row_uniforms(0, ["p", "q"], 2, 5)
+    u2 = row_uniforms(0, ["q"], 2, 5)
+    assert torch.equal(u1[2:], u2)
+    assert not torch.equal(u1[0], u1[1])
+    assert ((u1 >= 0) & (u1 < 1)).all()
+
+
+def test_left_padding_matches_unpadded_greedy(tiny_lm):
+    """Greedy continuation of a short prompt is the same alone and left-padded next to a long prompt,
+    and equals HF generate's greedy output."""
+    g = TruncationSampler(n=1, temperature=0.0)
+    alone = generate(tiny_lm, g, [PROMPTS[1]], ["b"], max_new_tokens=10).prompts[0][0]
+    padded = generate(tiny_lm, g, PROMPTS, ["a", "b", "c"], max_new_tokens=10).prompts[1][0]
+    assert alone.token_ids == padded.token_ids
+    ids = torch.tensor([tiny_lm.encode(PROMPTS[1])])
+    hf = tiny_lm.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=10,
+                                min_new_tokens=10, pad_token_id=tiny_lm.tokenizer.pad_token_id)
+    assert hf[0, ids.shape[1]:].tolist()[: len(alone.token_ids)] == alone.token_ids
+
+
+def test_eos_stops_a_row_and_max_new_tokens_caps(tiny_lm):
+    eos = tiny_lm.eos_token_ids[0]
+
+    class EosAfter3(TruncationSampler):
+        def choose(self, view):
+            c = super().choose(view)
+            # rows with even sample index stop after 3 tokens
+            stop = (view.rows % 2 == 0) & torch.tensor(view.step == 2)
+            c.tokens = torch.where(stop, torch.tensor(eos), torch.where(c.tokens == eos, 0, c.tokens))
+            return c
+
+    out = generate(tiny_lm, EosAfter3(n=4, temperature=1.0), PROMPTS[:2], ["a", "b"], max_new_tokens=9)
+    for rows in out.prompts:
+        for r in rows:
+            if r.sample_index % 2 == 0:
+                assert r.finish_reason == "eos" and r.num_tokens == 3 and r.token_ids[-1] == eos
+            else:
+                assert r.finish_reason == "length" and r.num_tokens == 9
+    assert out.stats.compactions >= 1
+    # finished rows stop costing compute: fewer row-steps than rows x steps
+    assert out.stats.row_steps < 8 * 9
+
+
+def test_ignore_eos_runs_to_length(tiny_lm):
+    out = generate(tiny_lm, TruncationSampler(n=2), PROMPTS[:1], ["a"], max_new_tokens=7, ignore_eos=True)
+    assert all(r.num_tokens == 7 for r in out.prompts[0])
+
+
+def test_stop_strings(tiny_lm):
+    """Force a row to write 'STOP' and check it ends there with the stop string cut from the text."""
+    forced = tiny_lm.encode("abcSTOPxyz")
+
+    class Scripted(TruncationSampler):
+        def choose(self, view):
+            c = super().choose(view)
+            c.tokens = torch.full_like(c.tokens, forced[min(view.step, len(forced) - 1)])
+            return c
+
+    out = generate(tiny_lm, Scripted(n=1), ["x"], ["a"], max_new_tokens=10, stop_strings=("STOP",))
+    r = out.prompts[0][0]
+    assert r.finish_reason == "stop" and r.text == "abc" and r.num_tokens == len(tiny_lm.encode("abcSTOP"))
+
+
+def test_on_prompt_done_fires_once_per_prompt(tiny_lm):
+    seen = []
+    generate(tiny_lm, TruncationSampler(n=2), PROMPTS, ["a", "b", "c"], max_new_tokens=5,
+             on_prompt_done=lambda p, rows: seen.append((p, len(rows))))
+    assert sorted(seen) == [(0, 2), (1, 2), (2, 2)]
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("kind", ["paper", "tllm"])
+def test_taps_match_full_hidden_states(arch, kind):
+    """The hooks capture exactly the activations the Distiller needs, for Llama and Qwen2 models."""
+    lm = load_model(tiny_cfg(arch=arch, num_layers=3))
+    ids = torch.tensor([lm.encode("some text to run")])
+    taps = HiddenTaps(lm, kind)
+    try:
+        out = lm.decoder(input_ids=ids, output_hidden_states=True)
+        src, tgt = taps.read(out.last_hidden_state[:, -1])
+    finally:
+        taps.remove()
+    hs = out.hidden_states
+    if kind == "paper":
+        assert torch.allclose(src, hs[1][:, -1])                           # after decoder layer 0
+        assert torch.equal(tgt, out.last_hidden_state[:, -1])              # final normed state
+        logits = lm.model(ids).logits[:, -1]
+        assert torch.allclose(lm.lm_head(tgt), logits, atol=1e-5)           # it is the LM head's input
+    else:
+        emb = lm.decoder.embed_tokens(ids)
+        assert torch.allclose(src, lm.layers[0].input_layernorm(emb)[:, -1], atol=1e-6)
+        assert torch.allclose(tgt, lm.layers[-1].input_layernorm(hs[-2])[:, -1], atol=1e-6)
+    # removed cleanly (transformers installs its own output-capturing hooks; ours must be gone)
+    assert not any("HiddenTaps" in getattr(h, "__qualname__", "") for m in lm.model.modules()
+                   for h in m._forward_hooks.values())

@@ -1,0 +1,57 @@
+import math
+
+import numpy as np
+import pytest
+
+from esamp.metrics import default_ks, mean_accuracy, pass_at_k, passk_curve
+
+
+def brute(n, c, k):
+    return 1 - math.comb(n - c, k) / math.comb(n, k)
+
+
+@pytest.mark.parametrize("n,c,k", [(10, 3, 1), (10, 3, 5), (64, 1, 16), (200, 17, 100), (5, 2, 3), (16, 15, 2)])
+def test_matches_combinatorial_formula(n, c, k):
+    assert pass_at_k(n, c, k) == pytest.approx(brute(n, c, k), rel=1e-12, abs=1e-12)
+
+
+def test_edge_cases():
+    assert pass_at_k(8, 0, 1) == 0.0 and pass_at_k(8, 0, 8) == 0.0   # c = 0
+    assert pass_at_k(8, 8, 1) == 1.0                                  # c = n
+    assert pass_at_k(8, 5, 4) == 1.0                                  # n - c < k: every k-subset has a hit
+    assert pass_at_k(8, 1, 1) == pytest.approx(1 / 8)                 # k = 1 is the accuracy
+    assert pass_at_k(8, 1, 8) == 1.0
+
+
+def test_stable_for_large_n():
+    # C(1000, 500) overflows floats; the product form must not.
+    v = pass_at_k(1000, 3, 500)
+    assert 0.87 < v < 0.88 and v == pytest.approx(1 - (500 * 499 * 498) / (1000 * 999 * 998), rel=1e-9)
+
+
+@pytest.mark.parametrize("n,c,k", [(0, 0, 1), (4, 5, 1), (4, 1, 0), (4, 1, 5), (4, -1, 1)])
+def test_invalid_inputs_raise(n, c, k):
+    with pytest.raises(ValueError):
+        pass_at_k(n, c, k)
+
+
+def test_curve_and_ks():
+    assert default_ks(8) == [1, 2, 4, 8]
+    assert default_ks(12) == [1, 2, 4, 8, 12]
+    assert default_ks(1) == [1]
+    counts = [(4, 0), (4, 1), (4, 4)]
+    curve = passk_curve(counts)
+    assert curve["k"] == [1, 2, 4]
+    assert curve["pass_at_k"][0] == pytest.approx((0 + 0.25 + 1) / 3)
+    assert curve["pass_at_k"][2] == pytest.approx(2 / 3)
+    for lo, v, hi in zip(curve["ci_low"], curve["pass_at_k"], curve["ci_high"]):
+        assert lo <= v <= hi
+    # monotone in k
+    assert all(a <= b + 1e-12 for a, b in zip(curve["pass_at_k"], curve["pass_at_k"][1:]))
+    acc = mean_accuracy(counts)
+    assert acc["accuracy"] == pytest.approx(np.mean([0, 0.25, 1]))
+
+
+def test_curve_with_mixed_n_reports_only_covered_k():
+    curve = passk_curve([(8, 1), (4, 1)], ks=[1, 2, 4, 8])
+    assert curve["problems"] == [2, 2, 2, 1]

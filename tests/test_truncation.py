@@ -1,0 +1,86 @@
+"""Each truncation rule against a hand-computed case, their composition order, and the sampling rule."""
+import math
+
+import pytest
+import torch
+
+from esamp.samplers.truncation import TruncationSampler, check_params, sample, truncate
+
+NEG = float("-inf")
+
+
+def logits_from_probs(p):
+    return torch.log(torch.tensor([p], dtype=torch.float32))
+
+
+def kept(t):
+    return torch.isfinite(t[0]).tolist()
+
+
+def test_top_k():
+    x = torch.tensor([[1.0, 3.0, 2.0, 0.5]])
+    assert kept(truncate(x, top_k=2)) == [False, True, True, False]
+    assert kept(truncate(x, top_k=4)) == [True] * 4
+
+
+def test_top_p_hand_computed():
+    # probs 0.5, 0.3, 0.15, 0.05: top_p 0.8 keeps the smallest set reaching 0.8 -> {0.5, 0.3}
+    x = logits_from_probs([0.15, 0.5, 0.05, 0.3])
+    assert kept(truncate(x, top_p=0.8)) == [False, True, False, True]
+    # 0.81 needs the third token too
+    assert kept(truncate(x, top_p=0.81)) == [True, True, False, True]
+    # tiny top_p still keeps the most likely token
+    assert kept(truncate(x, top_p=1e-6)) == [False, True, False, False]
+
+
+def test_min_p_hand_computed():
+    # max prob 0.5; min_p 0.25 -> threshold 0.125: keep 0.5, 0.3, 0.15; drop 0.05
+    x = logits_from_probs([0.15, 0.5, 0.05, 0.3])
+    assert kept(truncate(x, min_p=0.25)) == [True, True, False, True]
+    assert kept(truncate(x, min_p=0.7)) == [False, True, False, False]
+
+
+def test_composition_order_top_k_then_top_p_renormalised():
+    # probs .4 .3 .2 .1; top_k 3 renormalises to .444 .333 .222; top_p .75 then keeps 2 tokens
+    # (.444 + .333 = .777 >= .75). Applied to the unrenormalised distribution it would need 3 tokens
+    # (.4 + .3 = .7 < .75).
+    x = logits_from_probs([0.4, 0.3, 0.2, 0.1])
+    assert kept(truncate(x, top_k=3, top_p=0.75)) == [True, True, False, False]
+    assert kept(truncate(x, top_p=0.75)) == [True, True, True, False]
+
+
+def test_temperature_changes_what_top_p_keeps():
+    s = TruncationSampler(n=1, temperature=0.5, top_p=0.8)
+    x = logits_from_probs([0.6, 0.25, 0.15])
+    # At T=0.5 probs become ~ .81 .14 .05 -> top_p 0.8 keeps only the first.
+    assert kept(s.filtered(x)) == [True, False, False]
+    s1 = TruncationSampler(n=1, temperature=1.0, top_p=0.8)
+    assert kept(s1.filtered(x)) == [True, True, False]
+
+
+def test_inverse_cdf_sampling():
+    x = logits_from_probs([0.1, 0.2, 0.7])
+    pick = lambda u: int(sample(x, torch.tensor([u], dtype=torch.float64))[0])  # noqa: E731
+    assert [pick(u) for u in (0.0, 0.05, 0.11, 0.29, 0.31, 0.999)] == [0, 0, 1, 1, 2, 2]
+    # removed tokens are never sampled, whatever the uniform
+    t = truncate(x, top_k=1)
+    assert {int(sample(t, torch.tensor([u], dtype=torch.float64))[0]) for u in (0.0, 0.5, 0.9999)} == {2}
+
+
+def test_sampling_frequencies_match_softmax():
+    x = torch.tensor([[0.0, 1.0, 2.0]])
+    u = torch.rand(20000, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    idx = sample(x.expand(20000, 3), u)
+    freq = torch.bincount(idx, minlength=3).float() / 20000
+    assert torch.allclose(freq, x.softmax(-1)[0], atol=0.015)
+
+
+@pytest.mark.parametrize("kw,key", [
+    (dict(temperature=-0.1), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p"),
+    (dict(min_p=1.0), "min_p"), (dict(min_p=-0.1), "min_p"), (dict(top_k=0), "top_k"), (dict(n=0), "n"),
+])
+def test_invalid_values_name_the_key(kw, key):
+    args = dict(temperature=1.0, top_k=None, top_p=None, min_p=None, n=4)
+    args.update(kw)
+    with pytest.raises(ValueError, match=f"sampler.{key}="):
+        check_params(**args)
