@@ -32,6 +32,12 @@ class Task:
     name: str = "task"
     # Strings that end a completion early (in addition to EOS); the loop stops a row when one appears.
     stop_strings: tuple[str, ...] = ()
+    # Keep each sample's generated token ids in samples.jsonl (tasks whose metrics need them).
+    store_token_ids: bool = False
+    max_new_tokens: int = 512
+
+    def prepare(self, lm) -> None:
+        """Called once the generating model is loaded (e.g. to keep its tokenizer)."""
 
     def load(self) -> list[Problem]:
         raise NotImplementedError

@@ -1,0 +1,42 @@
+"""Perplexity of continuations given their prompts under a reference causal LM (coherence metric)."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from esamp.models import LoadedModel
+
+
+@torch.no_grad()
+def continuation_perplexities(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
+                              batch_size: int = 8, max_tokens: int = 1024) -> list[float]:
+    """exp(mean NLL of the continuation's tokens | prompt) for each pair; nan for an empty continuation.
+    Prompt tokens are context only; sequences are right-padded and masked."""
+    out: list[float] = []
+    pad = lm.tokenizer.pad_token_id
+    for start in range(0, len(prompts), batch_size):
+        pairs = list(zip(prompts[start:start + batch_size], continuations[start:start + batch_size]))
+        seqs, spans = [], []
+        for p, c in pairs:
+            pi, ci = lm.encode(p), lm.encode(c)
+            ids = (pi + ci)[-max_tokens:]
+            n_cont = min(len(ci), len(ids) - 1)
+            seqs.append(ids)
+            spans.append(n_cont)
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(s)] = 1
+        logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).logits.float()
+        logp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None].to(lm.device)).squeeze(-1)
+        for i, (s, n_cont) in enumerate(zip(seqs, spans)):
+            if n_cont <= 0:
+                out.append(float("nan"))
+                continue
+            nll = -logp[i, len(s) - 1 - n_cont: len(s) - 1].mean().item()
+            out.append(math.exp(nll))
+    return out

