@@ -1,0 +1,146 @@
+"""The Distiller bank: many small per-prompt Distillers evaluated as one batched network.
+
+Every parameter is a stacked float32 tensor whose leading dimension is the slot (one slot per prompt in the
+``per_prompt`` layout, a single slot in the ``shared`` layout). The forward is a handful of ``torch.bmm``
+calls over all slots at once, so S prompts cost the same number of kernels as one.
+
+Weights are stored input-major (``x @ W``, shape ``[S, in, out]``) so they feed ``bmm`` without transposes;
+``W[s]`` is the transpose of the matching ``nn.Linear.weight``. The gate and up projections of a block are
+fused into one ``[S, in, 2 * out]`` tensor (first half gate, second half up): one bmm instead of two.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+KINDS = ("paper", "tllm")
+LN_EPS = 1e-5
+
+
+class DistillerBank(nn.Module):
+    """``num_slots`` independent Distillers ``D_s: R^H -> R^H`` with stacked float32 weights.
+
+    kind ``paper``: two residual gated-SwiGLU blocks, intermediate width ``intermediate``:
+        ``y1 = x + W_down1(silu(W_gate1 x) * W_up1 x)``, ``y2 = y1 + W_down2(silu(W_gate2 y1) * W_up2 y1)``.
+        Parameters ``w_gu1, w_gu2: [S, H, 2I]`` (gate | up), ``w_down1, w_down2: [S, I, H]``.
+    kind ``tllm``: one low-rank gated residual block with an affine output LayerNorm, rank ``rank``:
+        ``LayerNorm(x + ((x A) * silu(x G + g)) B)``, ``g`` a learnable gate bias initialised to 1.
+        Parameters ``w_ag: [S, H, 2r]`` (A | G), ``gate_bias: [S, 1, r]``, ``w_b: [S, r, H]``,
+        ``ln_weight, ln_bias: [S, 1, H]``.
+
+    ``init_down`` (paper only): ``"linear"`` (default) draws W_down like ``nn.Linear`` (kaiming-uniform,
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in))), i.e. the whole Distiller is a plain "random init" network as the
+    paper says; ``"zero"`` starts each block as the identity (h_pred = h1 before the first update), an
+    ablation.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        num_slots: int,
+        hidden: int,
+        intermediate: int = 384,
+        rank: int = 64,
+        device=None,
+        init_down: str = "linear",
+    ) -> None:
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"unknown Distiller kind {kind!r}; allowed: {', '.join(KINDS)}")
+        if init_down not in ("linear", "zero"):
+            raise ValueError(f"unknown init_down {init_down!r}; allowed: linear, zero")
+        if int(num_slots) < 1 or int(hidden) < 1:
+            raise ValueError(f"num_slots and hidden must be >= 1 (got {num_slots}, {hidden})")
+        self.kind, self.hidden, self.intermediate, self.rank = kind, int(hidden), int(intermediate), int(rank)
+        self.init_down = init_down
+        for name, shape in self._shapes(int(num_slots)).items():
+            self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=torch.float32, device=device)))
+        self.reset()
+
+    # ---------------------------------------------------------------- construction / init
+    def _shapes(self, s: int) -> dict[str, tuple[int, ...]]:
+        h, i, r = self.hidden, self.intermediate, self.rank
+        if self.kind == "paper":
+            return {"w_gu1": (s, h, 2 * i), "w_down1": (s, i, h), "w_gu2": (s, h, 2 * i), "w_down2": (s, i, h)}
+        return {"w_ag": (s, h, 2 * r), "gate_bias": (s, 1, r), "w_b": (s, r, h),
+                "ln_weight": (s, 1, h), "ln_bias": (s, 1, h)}
+
+    @property
+    def num_slots(self) -> int:
+        return next(iter(self.parameters())).shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.parameters())).device
+
+    def _fresh(self, n: int, generator: torch.Generator | None) -> dict[str, Tensor]:
+        """Fresh random weights for ``n`` slots (drawn on the bank's device, float32)."""
+        kw = dict(dtype=torch.float32, device=self.device)
+        out = {}
+        for name, shape in self._shapes(n).items():
+            t = torch.empty(shape, **kw)
+            if name.startswith(("w_gu", "w_down")):  # paper: nn.Linear's default bound 1/sqrt(fan_in)
+                if name.startswith("w_down") and self.init_down == "zero":
+                    t.zero_()
+                else:
+                    bound = 1.0 / math.sqrt(shape[1])
+                    t.uniform_(-bound, bound, generator=generator)
+            elif name in ("w_ag", "w_b"):  # tllm: N(0, 0.02)
+                t.normal_(0.0, 0.02, generator=generator)
+            elif name in ("gate_bias", "ln_weight"):
+                t.fill_(1.0)
+            else:  # ln_bias
+                t.zero_()
+            out[name] = t
+        return out
+
+    @torch.no_grad()
+    def reset(self, generator: torch.Generator | None = None) -> None:
+        """Fresh random weights for every slot (a new prompt starts with an untrained Distiller)."""
+        for name, t in self._fresh(self.num_slots, generator).items():
+            getattr(self, name).copy_(t)
+
+    @torch.no_grad()
+    def reset_slots(self, slots, generator: torch.Generator | None = None) -> None:
+        """Fresh random weights for the given slot indices only (continuous batching: one prompt restarts)."""
+        idx = torch.as_tensor(slots, dtype=torch.long, device=self.device).reshape(-1)
+        for name, t in self._fresh(int(idx.numel()), generator).items():
+            getattr(self, name).index_copy_(0, idx, t)
+
+    @torch.inference_mode(False)
+    @torch.no_grad()
+    def resize(self, num_slots: int) -> None:
+        """Change the number of slots (new tensors; weights are left uninitialised until ``reset``)."""
+        for name, shape in self._shapes(int(num_slots)).items():
+            p = getattr(self, name)
+            p.data = torch.empty(shape, dtype=torch.float32, device=p.device)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: [S, R, H]`` -> ``[S, R, H]``; row r of slot s goes through Distiller s. Float32 in and out."""
+        if x.dim() != 3 or x.shape[0] != self.num_slots or x.shape[2] != self.hidden:
+            raise ValueError(f"expected input [S={self.num_slots}, R, H={self.hidden}], got {tuple(x.shape)}")
+        x = x.float()
+        if self.kind == "paper":
+            for gu, down in ((self.w_gu1, self.w_down1), (self.w_gu2, self.w_down2)):
+                gate, up = torch.bmm(x, gu).chunk(2, dim=-1)
+                x = x + torch.bmm(F.silu(gate) * up, down)
+            return x
+        a, g = torch.bmm(x, self.w_ag).chunk(2, dim=-1)
+        y = x + torch.bmm(a * F.silu(g + self.gate_bias), self.w_b)
+        # Per-slot affine: normalise without weights, then broadcast the [S, 1, H] weight/bias.
+        return F.layer_norm(y, (self.hidden,), eps=LN_EPS) * self.ln_weight + self.ln_bias
+
+    # ---------------------------------------------------------------- introspection
+    def param_count(self, per_slot: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n // self.num_slots if per_slot else n
+
+    def extra_repr(self) -> str:
+        width = f"intermediate={self.intermediate}" if self.kind == "paper" else f"rank={self.rank}"
+        return (f"kind={self.kind}, num_slots={self.num_slots}, hidden={self.hidden}, {width}, "
+                f"params_per_slot={self.param_count(per_slot=True)}")

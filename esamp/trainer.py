@@ -1,0 +1,329 @@
+"""Online training of the Distiller bank: one optimiser step per decode step, per slot.
+
+The optimiser is written by hand over the stacked ``[S, ...]`` parameters so that every slot is its own
+optimisation problem (own gradient-norm clip, own Adam moments and step count) while the whole bank still
+costs a fixed number of kernels per step, independent of S.
+
+Usage per decode step (the sampler's side)::
+
+    h_pred = trainer.step(h1, hL, active)   # prediction with weights through step t-1, then train on step t
+
+``h_pred`` is computed with the current weights; the update on this step's pair is applied before ``step``
+returns ("serial") or overlapped with the caller's next model forward ("async"); either way the next
+``step`` predicts with weights that include this update ("serial semantics").
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+
+import torch
+from torch import Tensor
+
+from esamp.distiller import DistillerBank
+
+OPTIMIZERS = ("adam", "adamw")
+MODES = ("serial", "async")
+CLIP_EPS = 1e-6  # same epsilon as torch.nn.utils.clip_grad_norm_
+
+# Per-variant defaults. "paper": the paper's Distiller and optimiser. "tllm": the public reference code
+# (LinesHogan/tLLM), which builds torch.optim.AdamW(params, lr=1e-3) with AdamW's defaults (weight decay
+# 0.01, eps 1e-8) and does not clip gradients (grad_clip 0 = off here).
+VARIANTS: dict[str, dict] = {
+    "paper": dict(kind="paper", intermediate=384, optimizer="adam", lr=4e-4, eps=1e-4, betas=(0.9, 0.999),
+                  weight_decay=0.0, grad_clip=0.5),
+    "tllm": dict(kind="tllm", rank=64, optimizer="adamw", lr=1e-3, eps=1e-8, betas=(0.9, 0.999),
+                 weight_decay=0.01, grad_clip=0.0),
+}
+_BANK_KEYS = ("kind", "intermediate", "rank", "init_down")
+_TRAINER_KEYS = ("optimizer", "lr", "eps", "betas", "weight_decay", "grad_clip", "max_steps")
+
+
+def clip_grad_norm_per_slot_(grads: list[Tensor], max_norm: float) -> Tensor:
+    """In-place ``torch.nn.utils.clip_grad_norm_`` applied to every slot separately.
+
+    ``grads``: tensors ``[S, ...]``; slot s is clipped by the 2-norm of ``g[s]`` over all tensors, exactly as
+    clip_grad_norm_ would clip a standalone Distiller. Returns the per-slot norms before clipping ``[S]``.
+    """
+    norms = sum(g.square().flatten(1).sum(1) for g in grads).sqrt()
+    coef = (max_norm / (norms + CLIP_EPS)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+    return norms
+
+
+class OnlineTrainer:
+    """Owns a :class:`DistillerBank` and trains it online with a batched, per-slot Adam/AdamW.
+
+    Loss per step: ``sum_s mean_{r active in s} mean_h (D_s(src[s, r]) - tgt[s, r])^2``. Slots whose rows are
+    all inactive get no update at all (parameters, moments and step count untouched).
+
+    ``mode="async"``:
+      * CUDA: the Distiller forward (prediction + loss) runs on a side stream, the caller's stream waits only
+        for the forward; backward + optimiser stay queued on the side stream and overlap with whatever the
+        caller enqueues next (its model forward). The next ``step``/``synchronize`` makes the caller's
+        stream wait on the update's event (a device-side wait, no host sync).
+      * CPU: backward + optimiser run on one background thread; the next ``step``/``synchronize`` joins it.
+        Torch kernels release the GIL, so this can overlap with the caller's model forward, but both share
+        the same CPU cores and intra-op thread pool: with few cores (e.g. 2) expect little or no speed-up
+        and noisier timings; the result is the same as "serial" either way.
+      While an update is pending, do not read or write the bank's parameters directly: call ``synchronize``.
+    No step does a host sync on GPU: losses and error norms are accumulated into device buffers that
+    ``stats()`` (which does sync) reads.
+    """
+
+    def __init__(
+        self,
+        bank: DistillerBank,
+        optimizer: str = "adam",
+        lr: float = 4e-4,
+        eps: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        grad_clip: float | None = 0.5,
+        mode: str = "serial",
+        max_steps: int = 4096,
+    ) -> None:
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
+        self.bank, self.optimizer, self.mode = bank, optimizer, mode
+        self.lr, self.eps, self.betas = float(lr), float(eps), (float(betas[0]), float(betas[1]))
+        self.weight_decay = float(weight_decay)
+        self.grad_clip = float(grad_clip or 0.0)  # <= 0 / None: no clipping
+        self._capacity0 = max(1, int(max_steps))  # initial size of the loss buffers; they grow if exceeded
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._future: concurrent.futures.Future | None = None
+        self._side: torch.cuda.Stream | None = None
+        self._fwd_done = self._upd_done = None
+        self._pending_cuda = False
+        if mode == "async":
+            if self.device.type == "cuda":
+                self._side = torch.cuda.Stream(device=self.device)
+                self._fwd_done, self._upd_done = torch.cuda.Event(), torch.cuda.Event()
+            else:
+                self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="esamp-train")
+        self._init_state()
+        self._clear_stats()
+
+    # ---------------------------------------------------------------- state
+    @property
+    def device(self) -> torch.device:
+        return self.bank.device
+
+    @property
+    def num_slots(self) -> int:
+        return self.bank.num_slots
+
+    @torch.inference_mode(False)
+    def _init_state(self) -> None:
+        self._params = list(self.bank.parameters())
+        self._exp_avg = [torch.zeros_like(p) for p in self._params]
+        self._exp_avg_sq = [torch.zeros_like(p) for p in self._params]
+        # Per-slot Adam step counts, float64 so bias corrections match torch's Python-float arithmetic.
+        self._slot_steps = torch.zeros(self.num_slots, dtype=torch.float64, device=self.device)
+
+    @torch.inference_mode(False)
+    def _clear_stats(self) -> None:
+        self.train_steps = 0  # host-side count of step() calls
+        # rows: loss_sum (sum of active slots' losses), loss_count (#active slots), err_sum (sum of
+        # ||tgt - pred|| over active rows), err_count (#active rows); one column per step.
+        self._stats = torch.zeros(4, self._capacity0, dtype=torch.float32, device=self.device)
+
+    @torch.inference_mode(False)
+    def reset(self, num_slots: int | None = None, generator: torch.Generator | None = None,
+              clear_stats: bool = True) -> None:
+        """Fresh Distiller weights and zeroed optimiser state for every slot (resizing to ``num_slots``)."""
+        self.synchronize()
+        if num_slots is not None and int(num_slots) != self.num_slots:
+            self.bank.resize(int(num_slots))
+        self.bank.reset(generator)
+        self._init_state()
+        if clear_stats:
+            self._clear_stats()
+
+    @torch.inference_mode(False)
+    def reset_slots(self, slots, generator: torch.Generator | None = None) -> None:
+        """Fresh weights + zeroed optimiser state for some slots only (a new prompt took those slots)."""
+        self.synchronize()
+        idx = torch.as_tensor(slots, dtype=torch.long, device=self.device).reshape(-1)
+        self.bank.reset_slots(idx, generator)
+        for t in (*self._exp_avg, *self._exp_avg_sq, self._slot_steps):
+            t.index_fill_(0, idx, 0.0)
+
+    def synchronize(self) -> None:
+        """Wait for a pending asynchronous update (CUDA: the current stream waits; CPU: join the thread)."""
+        if self._future is not None:
+            fut, self._future = self._future, None
+            fut.result()  # re-raises a failure of the background update
+        if self._pending_cuda:
+            torch.cuda.current_stream(self.device).wait_event(self._upd_done)
+            self._pending_cuda = False
+
+    def close(self) -> None:
+        self.synchronize()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # ---------------------------------------------------------------- the per-decode-step call
+    @torch.inference_mode(False)
+    def step(self, src: Tensor, tgt: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Predict ``D(src)`` with the current weights, then train one step on ``(src, tgt)``.
+
+        ``src, tgt: [S, R, H]`` (any float dtype; cast to float32), ``mask: [S, R]`` bool, True = active row
+        (None = all active). Returns the float32 prediction ``[S, R, H]``, detached. Inactive rows still get
+        a prediction but never touch the update (their values may be garbage, even NaN/inf).
+        """
+        self.synchronize()  # serial semantics: this prediction sees the previous update
+        S, H = self.num_slots, self.bank.hidden
+        if src.dim() != 3 or src.shape[0] != S or src.shape[2] != H or tgt.shape != src.shape:
+            raise ValueError(f"src/tgt must be [S={S}, R, H={H}] and equal; got {tuple(src.shape)}, {tuple(tgt.shape)}")
+        if mask is None:
+            mask = torch.ones(src.shape[:2], dtype=torch.bool, device=self.device)
+        elif mask.shape != src.shape[:2]:
+            raise ValueError(f"mask must be [S, R] = {tuple(src.shape[:2])}; got {tuple(mask.shape)}")
+        t = self.train_steps
+        if t >= self._stats.shape[1]:  # grow the loss buffers (host-side decision, no sync)
+            self._stats = torch.cat([self._stats, torch.zeros_like(self._stats)], dim=1)
+
+        if self._side is not None:  # CUDA async
+            cur = torch.cuda.current_stream(self.device)
+            self._side.wait_stream(cur)  # inputs were produced on the caller's stream
+            with torch.cuda.stream(self._side):
+                pred, loss, active = self._forward_loss(src, tgt, mask, t)
+                self._fwd_done.record(self._side)
+            cur.wait_event(self._fwd_done)  # the caller needs only the prediction
+            # Caller-owned inputs were read on the side stream; the prediction was allocated there and is
+            # used on the caller's stream: tell the caching allocator about both.
+            for x in (src, tgt, mask):
+                if x.is_cuda:
+                    x.record_stream(self._side)
+            pred.record_stream(cur)
+            with torch.cuda.stream(self._side):
+                self._update(loss, active)
+                self._upd_done.record(self._side)
+            self._pending_cuda = True
+        else:
+            pred, loss, active = self._forward_loss(src, tgt, mask, t)
+            if self._pool is not None:  # CPU async: backward + optimiser on the worker thread
+                self._future = self._pool.submit(self._update, loss, active)
+            else:
+                self._update(loss, active)
+        self.train_steps += 1
+        return pred.detach()
+
+    def _forward_loss(self, src: Tensor, tgt: Tensor, mask: Tensor, t: int):
+        """One Distiller forward whose graph serves both the returned prediction and the loss."""
+        dev = self.device
+        with torch.enable_grad():
+            # nan_to_num also makes a private float32 copy: the caller may overwrite its buffers while an
+            # async backward still needs the saved input, and garbage in inactive rows must not turn the
+            # (zero) gradient contribution of those rows into NaN.
+            x = torch.nan_to_num(src.to(dev, torch.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            pred = self.bank(x)
+            act = mask.to(dev) != 0  # a fresh tensor: a caller's inference-mode mask can't be saved for backward
+            # where (not multiply) so a NaN target in an inactive row cannot leak into the gradient.
+            err = torch.where(act.unsqueeze(-1), pred - tgt.to(dev, torch.float32), 0.0)
+            row_mse = err.square().mean(-1)  # [S, R], 0 on inactive rows
+            rows = act.sum(1).to(torch.float32)  # [S]
+            slot_loss = row_mse.sum(1) / rows.clamp_min(1.0)  # mean over the slot's active rows
+            loss = slot_loss.sum()  # slots are independent: their gradients do not mix
+        with torch.no_grad():
+            active = rows > 0
+            self._stats[:, t] = torch.stack([slot_loss.sum(), active.sum().to(torch.float32),
+                                             err.norm(dim=-1).sum(), rows.sum()])
+        return pred, loss, active
+
+    def _update(self, loss: Tensor, active: Tensor) -> None:
+        """Backward + per-slot clip + per-slot Adam/AdamW; slots with ``active`` False stay untouched.
+
+        Inactivity is folded into per-slot coefficients (moment weights 0, beta2 1, step size 0, decay 1) so
+        that the update is a few in-place ops over whole tensors, yet leaves an inactive slot's parameters
+        and moments bitwise unchanged (x + 0 * finite == x). In-place matters on CPU: every full-size
+        temporary is a large allocation (page faults), which dominated the step time.
+        """
+        for p in self._params:
+            p.grad = None
+        loss.backward()
+        b1, b2 = self.betas
+        with torch.no_grad():
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params]
+            if self.grad_clip > 0:
+                clip_grad_norm_per_slot_(grads, self.grad_clip)
+            act = active.to(torch.float64)
+            self._slot_steps += act
+            steps = self._slot_steps.clamp_min(1.0)  # a never-trained slot: avoid 0/0 (its step size is 0)
+            view = lambda v: v.to(torch.float32).view(-1, 1, 1)  # noqa: E731  [S] -> [S, 1, 1]
+            w1 = view(act * (1.0 - b1))  # exp_avg.lerp_(g, 1 - beta1), as torch.optim.Adam
+            beta2 = view(1.0 - act * (1.0 - b2))
+            w2 = 1.0 - beta2
+            step_size = view(act * self.lr / (1.0 - b1 ** steps))
+            bc2_sqrt = view((1.0 - b2 ** steps).sqrt())
+            decay = view(1.0 - act * (self.lr * self.weight_decay))
+            for p, g, m, v in zip(self._params, grads, self._exp_avg, self._exp_avg_sq):
+                if self.weight_decay and self.optimizer == "adam":  # L2 penalty folded into the gradient
+                    g.add_(p, alpha=self.weight_decay)
+                m.lerp_(g, w1)
+                v.mul_(beta2).addcmul_(g, g.mul(w2))
+                if self.weight_decay and self.optimizer == "adamw":  # decoupled decay, before the step
+                    p.mul_(decay)
+                denom = v.sqrt().div_(bc2_sqrt).add_(self.eps)
+                p.sub_(torch.div(m, denom, out=denom).mul_(step_size))
+            for p in self._params:
+                p.grad = None  # free the grads; nothing reads them after the update
+
+    # ---------------------------------------------------------------- reporting
+    def stats(self) -> dict:
+        """Training summary (synchronises with the device)."""
+        self.synchronize()
+        n = self.train_steps
+        loss_sum, loss_cnt, err_sum, err_cnt = self._stats[:, :n].double().cpu().unbind(0)
+        nan = float("nan")
+        curve = [ls / lc if lc > 0 else nan for ls, lc in zip(loss_sum.tolist(), loss_cnt.tolist())]
+        finite = [c for c in curve if not math.isnan(c)]
+        err_total = float(err_cnt.sum())
+        return {
+            "train_steps": n,
+            "update_steps": len(finite),  # steps where at least one slot trained
+            "loss_curve": curve,
+            "first_loss": finite[0] if finite else nan,
+            "last_loss": finite[-1] if finite else nan,
+            "mean_loss": sum(finite) / len(finite) if finite else nan,
+            "mean_error_norm": float(err_sum.sum()) / err_total if err_total > 0 else nan,
+            "error_norm_curve": [es / ec if ec > 0 else nan for es, ec in zip(err_sum.tolist(), err_cnt.tolist())],
+            "trained_rows": int(err_total),
+            "slot_steps": [int(s) for s in self._slot_steps.tolist()],
+            "mode": self.mode,
+            "optimizer": self.optimizer,
+            "kind": self.bank.kind,
+            "num_slots": self.num_slots,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "grad_clip": self.grad_clip,
+        }
+
+    def __repr__(self) -> str:
+        return (f"OnlineTrainer(mode={self.mode}, optimizer={self.optimizer}, lr={self.lr}, eps={self.eps}, "
+                f"wd={self.weight_decay}, clip={self.grad_clip}, bank={self.bank.extra_repr()})")
+
+
+def make_trainer(variant: str = "paper", *, hidden: int, num_slots: int = 1, mode: str = "serial",
+                 device=None, **overrides) -> OnlineTrainer:
+    """Build bank + trainer for an ESamp variant ("paper" or "tllm"); any default can be overridden.
+
+    Overrides: bank keys ``kind, intermediate, rank, init_down`` and trainer keys ``optimizer, lr, eps,
+    betas, weight_decay, grad_clip, max_steps``. A value of None means "use the variant's default" (so a
+    config can pass all keys); disable clipping with ``grad_clip=0``.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+    unknown = set(overrides) - set(_BANK_KEYS) - set(_TRAINER_KEYS)
+    if unknown:
+        raise TypeError(f"unknown trainer option(s) {sorted(unknown)}; allowed: {_BANK_KEYS + _TRAINER_KEYS}")
+    cfg = {**VARIANTS[variant], **{k: v for k, v in overrides.items() if v is not None}}
+    bank = DistillerBank(num_slots=num_slots, hidden=hidden, device=device,
+                         **{k: cfg[k] for k in _BANK_KEYS if k in cfg})
+    return OnlineTrainer(bank, mode=mode, **{k: cfg[k] for k in _TRAINER_KEYS if k in cfg})
