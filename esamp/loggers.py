@@ -39,26 +39,30 @@ class WandbLogger(NullLogger):
     def log_summary(self, summary: dict[str, Any]) -> None:
         import wandb
 
-        curve = summary.get("pass_at_k", {})
-        table = wandb.Table(columns=["k", "pass_at_k", "ci_low", "ci_high"],
-                            data=[list(r) for r in zip(curve.get("k", []), curve.get("pass_at_k", []),
-                                                       curve.get("ci_low", []), curve.get("ci_high", []))])
-        log = {"pass_at_k_table": table,
-               "pass_at_k_curve": wandb.plot.line(table, "k", "pass_at_k", title="Pass@k")}
+        # pass_at_k / accuracy / sampler_telemetry are null for ungraded tasks and plain samplers
+        curve = summary.get("pass_at_k") or {}
+        log: dict[str, Any] = {}
+        if curve.get("k"):
+            table = wandb.Table(columns=["k", "pass_at_k", "ci_low", "ci_high"],
+                                data=[list(r) for r in zip(curve["k"], curve["pass_at_k"], curve["ci_low"],
+                                                           curve["ci_high"])])
+            log["pass_at_k_table"] = table
+            log["pass_at_k_curve"] = wandb.plot.line(table, "k", "pass_at_k", title="Pass@k")
         for k, v in zip(curve.get("k", []), curve.get("pass_at_k", [])):
             log[f"pass@{k}"] = v
-        acc = summary.get("accuracy", {})
+        acc = summary.get("accuracy") or {}
         if "accuracy" in acc:
             log["accuracy"] = acc["accuracy"]
         for key in ("tokens_per_second", "tokens_generated", "wall_seconds"):
-            if key in summary.get("timing", {}):
+            if key in (summary.get("timing") or {}):
                 log[key] = summary["timing"][key]
         for key, value in (summary.get("task_metrics") or {}).items():
             if isinstance(value, (int, float)):
                 log[f"task/{key}"] = value
         sampler = summary.get("sampler_telemetry") or {}
         if sampler.get("loss_curve"):
-            loss = wandb.Table(columns=["step", "distiller_loss"], data=list(enumerate(sampler["loss_curve"])))
+            loss = wandb.Table(columns=["step", "distiller_loss"],
+                               data=[[i, v] for i, v in enumerate(sampler["loss_curve"])])
             log["distiller_loss_curve"] = wandb.plot.line(loss, "step", "distiller_loss", title="Distiller loss")
         for key in ("train_steps", "mean_error_norm", "first_loss", "last_loss"):
             if key in sampler:

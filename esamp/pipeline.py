@@ -51,7 +51,8 @@ def validate(cfg: DictConfig, n: int) -> list[int]:
     return ks
 
 
-def make_records(problem: Problem, prompt_text: str, rows: list[RowResult], grades: list[dict]) -> list[dict]:
+def make_records(problem: Problem, prompt_text: str, rows: list[RowResult], grades: list[dict],
+                 token_ids: bool = False) -> list[dict]:
     records = []
     for row, grade in zip(rows, grades):
         rec = {"problem_id": problem.id, "sample_index": row.sample_index, "prompt": prompt_text,
@@ -59,6 +60,8 @@ def make_records(problem: Problem, prompt_text: str, rows: list[RowResult], grad
                "tokens": row.num_tokens, "finish_reason": row.finish_reason}
         rec.update({k: v for k, v in grade.items() if k not in ("extracted", "correct")})
         rec.update(row.meta)
+        if token_ids:
+            rec["token_ids"] = row.token_ids
         if problem.meta:
             rec["problem_meta"] = problem.meta
         records.append(rec)
@@ -141,6 +144,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
         if state.device.type != "cpu" and cfg.model.get("device", "cpu") != "cpu":
             model_cfg = OmegaConf.merge(cfg.model, {"device": str(state.device)})  # one GPU per process
     lm = load_model(model_cfg)
+    task.prepare(lm)
     logger = build(cfg, "logger") if is_main else NullLogger()
     logger.start(OmegaConf.to_container(cfg, resolve=True), out)
     stats, telemetry = GenerationStats(), []
@@ -153,7 +157,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
 
         def on_done(i: int, rows: list[RowResult], chunk=chunk, texts=texts) -> None:
             grades = task.grade_many(chunk[i], [r.text for r in rows])
-            store.append(make_records(chunk[i], texts[i], rows, grades))
+            store.append(make_records(chunk[i], texts[i], rows, grades, token_ids=task.store_token_ids))
             bar.update(1)
 
         result = generate(lm, sampler, texts, [p.id for p in chunk], max_new_tokens=cfg.task.max_new_tokens,

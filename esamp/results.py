@@ -69,6 +69,26 @@ class SampleStore:
             counts[r["problem_id"]].add(r["sample_index"])
         return {pid for pid, s in counts.items() if len(s) >= n}
 
+    def shard(self, rank: int) -> "SampleStore":
+        """The private file of process `rank` in a sharded run (`accelerate launch` / `torchrun`)."""
+        return SampleStore(self.path.with_name(f"{self.path.stem}.rank{rank}{self.path.suffix}"))
+
+    def merge_shards(self, n: int) -> int:
+        """Move the complete problems of every shard file (`samples.rank*.jsonl`, also ones left by a killed
+        sharded run) into this file, then delete the shards. Crash-safe: a problem already complete here is
+        skipped, so a kill between the append and the delete never duplicates. Returns the records moved."""
+        moved = 0
+        for shard in sorted(self.path.parent.glob(f"{self.path.stem}.rank*{self.path.suffix}")):
+            store = SampleStore(shard)
+            store.repair(n)
+            done = self.completed_problems(n)
+            new = [r for r in store.load() if r["problem_id"] not in done]
+            if new:
+                self.append(new)
+            moved += len(new)
+            shard.unlink()
+        return moved
+
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         """All samples of one problem in one write, flushed to disk before returning."""
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
