@@ -54,7 +54,11 @@ def test_two_processes_same_samples(tmp_path, reference):
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     # Each process gets its OWN hydra.run.dir (as timestamped default folders may differ between
     # processes): everything must still land in the main process's folder.
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "run.py", *ARGS,
+    # `accelerate launch --multi_gpu` starts processes through torch.distributed (gloo on CPU); its `--cpu`
+    # flag instead selects a single-process launcher unless mpirun is configured, so it would not shard.
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "run.py", *ARGS,
            f"hydra.run.dir={two}/rank${{oc.env:RANK}}"]
     res = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          timeout=300)
