@@ -55,3 +55,16 @@ def test_curve_and_ks():
 def test_curve_with_mixed_n_reports_only_covered_k():
     curve = passk_curve([(8, 1), (4, 1)], ks=[1, 2, 4, 8])
     assert curve["problems"] == [2, 2, 2, 1]
+
+
+def test_evaluate_metric_module_loads_offline_by_path(tmp_path, monkeypatch):
+    evaluate = pytest.importorskip("evaluate")
+    from esamp.metrics import EVALUATE_PASSK_PATH
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    metric = evaluate.load(EVALUATE_PASSK_PATH, cache_dir=str(tmp_path))
+    flags = [[True, False, False, False], [False] * 4, [True] * 4]
+    out = metric.compute(predictions=flags, references=[""] * 3, k=[1, 2, 4])
+    assert out["pass@1"] == pytest.approx((0.25 + 0 + 1) / 3)
+    assert out["pass@4"] == pytest.approx(2 / 3)
