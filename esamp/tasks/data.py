@@ -40,6 +40,28 @@ def package_file(package: str, relpath: str) -> Path | None:
     return p if p.exists() else None
 
 
+def explicit_file(path: str | None, reader: Callable[[Path], Any]) -> Callable[[], Any]:
+    """A source for `task.data_path`: None when unset, an error (reported by `resolve`) when missing."""
+    def load():
+        if not path:
+            return None
+        if not Path(path).exists():
+            raise FileNotFoundError(path)
+        return reader(Path(path))
+    return load
+
+
+def env_file(names: list[str], reader: Callable[[Path], Any]) -> Callable[[], Any]:
+    """A source for the first of `names` present in $ESAMP_DATA_DIR."""
+    def load():
+        d = data_dir()
+        for name in names:
+            if d and (d / name).exists():
+                return reader(d / name)
+        return None
+    return load
+
+
 def resolve(task: str, sources: list[tuple[str, Callable[[], Any]]]) -> tuple[str, Any]:
     """Try each (description, loader) in order; a loader returns the data or None when its source is absent.
     Raises DataNotFound naming every source tried."""
@@ -56,3 +78,13 @@ def resolve(task: str, sources: list[tuple[str, Callable[[], Any]]]) -> tuple[st
             return desc, data
         tried.append(f"{desc} (absent)")
     raise DataNotFound(f"no data for task {task!r}; tried, in order: " + "; ".join(tried))
+
+
+def select_rows(rows: list[dict], subset: dict | None, limit: int | None) -> list[dict]:
+    """`subset`: {"level": [1, 2], "subject": ["Algebra"]} keeps rows matching every given key."""
+    for key, allowed in (subset or {}).items():
+        if isinstance(allowed, (str, int)):
+            allowed = [allowed]
+        allowed = {str(a) for a in allowed}
+        rows = [r for r in rows if str(r.get(key)) in allowed]
+    return rows[:limit] if limit is not None else rows

