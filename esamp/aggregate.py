@@ -321,16 +321,23 @@ def plot_passk(df_or_runs, path: str | Path | None = None, title: str | None = N
         if len(n_prob) == 1:
             info.append(f"{n_prob[0]} problems")
         ax.set_title(f"{task}" + (f"\n({'; '.join(info)})" if info else ""), fontsize=10)
+    fig.suptitle(title or "Pass@k", fontsize=11)
+    return finish_figure(fig, axes[0], path, title="95% bands shaded", title_fontsize=8)
+
+
+def finish_figure(fig, axes, path=None, **legend_kw):
+    """One legend for all panels (outside, on the right), tight layout, optional PNG."""
+    import matplotlib.pyplot as plt
+
     handles, names = [], []
-    for ax in axes[0]:
+    for ax in axes:
         for h, n in zip(*ax.get_legend_handles_labels()):
             if n not in names:
                 handles.append(h)
                 names.append(n)
     if handles:
         fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0 - 2.5 / fig.get_figwidth(), 0.5),
-                   fontsize=8, frameon=False, title="95% bands shaded", title_fontsize=8)
-    fig.suptitle(title or "Pass@k", fontsize=11)
+                   fontsize=8, frameon=False, **legend_kw)
     fig.tight_layout(rect=(0, 0, 1.0 - 2.6 / fig.get_figwidth(), 1))
     if path is not None:
         fig.savefig(path, dpi=130, bbox_inches="tight")
@@ -368,20 +375,8 @@ def plot_loss_curves(df_or_runs, path: str | Path | None = None, title: str | No
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else ""))
-    handles, names = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0][1:]:
-        for h, n in zip(*ax.get_legend_handles_labels()):
-            if n not in names:
-                handles.append(h)
-                names.append(n)
-    fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0 - 2.5 / fig.get_figwidth(), 0.5),
-               fontsize=8, frameon=False)
     fig.suptitle(title or "ESamp Distiller loss", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1.0 - 2.6 / fig.get_figwidth(), 1))
-    if path is not None:
-        fig.savefig(path, dpi=130, bbox_inches="tight")
-        plt.close(fig)
-    return fig
+    return finish_figure(fig, axes[0], path)
 
 
 loss_curves = plot_loss_curves

@@ -19,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from esamp.aggregate import KEY_HYPERPARAMETERS, add_labels, collect, hyperparameter_columns, passk_columns
+from esamp.aggregate import (KEY_HYPERPARAMETERS, add_labels, collect, finish_figure, hyperparameter_columns,
+                             passk_columns)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DIVERSITY_METRICS = ["vendi", "pairwise_cosine", "distinct_1", "distinct_2", "distinct_3", "self_bleu", "perplexity"]
@@ -172,16 +173,7 @@ def _colors(labels: list[str]):
 
 
 def _legend_right(fig, axes) -> None:
-    handles, names = [], []
-    for ax in axes:
-        for h, n in zip(*ax.get_legend_handles_labels()):
-            if n not in names:
-                handles.append(h)
-                names.append(n)
-    if handles:
-        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0 - 2.5 / fig.get_figwidth(), 0.5),
-                   fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1.0 - 2.6 / fig.get_figwidth(), 1))
+    finish_figure(fig, axes)
 
 
 def plot_error_norm_curves(df: pd.DataFrame, title: str | None = None):
