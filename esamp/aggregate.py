@@ -364,7 +364,7 @@ def plot_loss_curves(df_or_runs, path: str | Path | None = None, title: str | No
             values += [v for v in curve if not math.isnan(v)]
             ax.plot(range(1, len(curve) + 1), curve, lw=1.3, color=cmap(labels.index(row["label"]) % cmap.N),
                     label=row["label"])
-        ax.set_xlabel("decode step")
+        ax.set_xlabel("training step (from the 2nd generated token)")
         ax.set_ylabel("Distiller loss (MSE)")
         ax.set_title(task, fontsize=10)
         ax.grid(True, alpha=0.3)
