@@ -212,7 +212,12 @@ def _load_gguf_wheel(cfg: Any, dtype: torch.dtype) -> LoadedModel:
         tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        tmp.replace(cached) if not cached.exists() else None
+        if cached.exists():  # another process cached it first
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.replace(cached)
     except OSError as err:  # a read-only home is not fatal: we just pay the slow load next time
         log.warning("could not cache the dequantised model in %s: %s", cached, err)
     return LoadedModel(model, tok, name=cfg.name, source="gguf_wheel", chat_template=bool(tok.chat_template))

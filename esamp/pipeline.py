@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from esamp.loggers import NullLogger
 from esamp.metrics.passk import default_ks, mean_accuracy, passk_curve
 from esamp.models import load_model
 from esamp.results import ResumeMismatch, SampleStore, check_lock, environment, write_json
+from esamp.sharding import Shards
 from esamp.tasks.base import Problem
 from esamp.tasks.data import DataNotFound
 
@@ -68,50 +68,12 @@ def make_records(problem: Problem, prompt_text: str, rows: list[RowResult], grad
     return records
 
 
-def world_size() -> int:
-    """Processes started by `accelerate launch` / `torchrun` / mpirun (1: a plain `python run.py`)."""
-    for var in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
-        if os.environ.get(var):
-            return int(os.environ[var])
-    return 1
-
-
-def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """One run. Under `torchrun --nproc_per_node N run.py ...` (CPU or GPU) or `accelerate launch
-    --multi_gpu --num_processes N run.py ...` (GPU) the pending problems are split between the N processes
-    (one GPU each); every process appends to its own `samples.rank{i}.jsonl`, and the main process merges
-    them into `samples.jsonl` and alone writes `results.json`. The folder is the main process's (pass
-    `hydra.run.dir=...` so no other timestamped folder is created). A sample depends only on (seed,
-    problem, sample index), so N processes give the samples of one for stateless samplers."""
-    t_start = time.perf_counter()
-    sampler = build(cfg, "sampler")
-    task = build(cfg, "task")
-    ks = validate(cfg, sampler.n)
-    out = Path(out_dir or cfg.get("output_dir") or ".")
-    state = None
-    if world_size() > 1:  # a plain single process never imports accelerate nor starts torch.distributed
-        import torch
-        from accelerate import PartialState
-        from accelerate.utils import broadcast_object_list
-
-        state = PartialState(cpu=cfg.model.get("device") == "cpu" or not torch.cuda.is_available())
-        main_out = Path(broadcast_object_list([str(out)])[0])
-        if main_out.resolve() != out.resolve():
-            log.warning("process %d uses the main process's folder %s, not %s: pass hydra.run.dir=... when "
-                        "launching several processes", state.process_index, main_out, out)
-        out = main_out
-    is_main = state is None or state.is_main_process
-    out.mkdir(parents=True, exist_ok=True)
-
-    try:
-        problems = task.load()
-    except DataNotFound as err:
-        raise ConfigError(str(err)) from err
-    if not problems:
-        raise ConfigError(f"task {task.name!r} selected no problems (check task.limit / task.subset)")
+def prepare_store(cfg: DictConfig, out: Path, n: int, problems: list[Problem], shards: Shards):
+    """Resume bookkeeping (main process): lock the generation settings, repair a torn samples.jsonl, fold
+    in shards a killed sharded run left behind. Returns (store, pending problems, reused count, repairs)."""
     store = SampleStore(out / "samples.jsonl")
     error, repaired = None, {}
-    if is_main:
+    if shards.is_main:
         try:
             check_lock(out, {"model": OmegaConf.to_container(cfg.model, resolve=True),
                              "sampler": OmegaConf.to_container(cfg.sampler, resolve=True),
@@ -120,36 +82,47 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
                                       if k not in ("limit", "subset")},
                              "seed": cfg.seed,
                              "ignore_eos": cfg.generation.ignore_eos})
-            repaired = store.repair(sampler.n)
-            store.merge_shards(sampler.n)  # shards a killed sharded run left behind
+            repaired = store.repair(n)
+            store.merge_shards(n)
         except ResumeMismatch as err:
             error = err
-    if state is not None:  # every process fails on the main process's lock error instead of hanging
-        error, repaired = broadcast_object_list([error, repaired])
+    error, repaired = shards.broadcast(error, repaired)  # every process fails alike instead of hanging
     if error is not None:
         raise error
-    done = store.completed_problems(sampler.n)
+    done = store.completed_problems(n)
     todo = [p for p in problems if p.id not in done]
-    reused = len(problems) - len(todo)
     if done:
         log.info("resuming in %s: %d of %d problems already complete (%s)", out, len(problems) - len(todo),
                  len(problems), repaired)
+    return store, todo, len(problems) - len(todo), repaired
 
-    model_cfg = cfg.model
-    if state is not None:
-        with state.split_between_processes(todo) as mine:  # contiguous slices, no padding
-            log.info("process %d of %d: %d of %d pending problems", state.process_index, state.num_processes,
-                     len(mine), len(todo))
-            todo, store = list(mine), store.shard(state.process_index)
-        if state.device.type != "cpu" and cfg.model.get("device", "cpu") != "cpu":
-            model_cfg = OmegaConf.merge(cfg.model, {"device": str(state.device)})  # one GPU per process
-    lm = load_model(model_cfg)
+
+def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """One run: validate, load problems, resume what exists, generate + grade + append per problem, then
+    summarise into results.json. Several processes shard the problems (esamp.sharding)."""
+    t_start = time.perf_counter()
+    sampler = build(cfg, "sampler")
+    task = build(cfg, "task")
+    ks = validate(cfg, sampler.n)
+    shards = Shards(cfg)
+    out = shards.folder(Path(out_dir or cfg.get("output_dir") or "."))
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        problems = task.load()
+    except DataNotFound as err:
+        raise ConfigError(str(err)) from err
+    if not problems:
+        raise ConfigError(f"task {task.name!r} selected no problems (check task.limit / task.subset)")
+    store, todo, reused, repaired = prepare_store(cfg, out, sampler.n, problems, shards)
+    todo, store = shards.split(todo, store)
+
+    lm = load_model(shards.model_cfg(cfg))
     task.prepare(lm)
-    logger = build(cfg, "logger") if is_main else NullLogger()
+    logger = build(cfg, "logger") if shards.is_main else NullLogger()
     logger.start(OmegaConf.to_container(cfg, resolve=True), out)
     stats, telemetry = GenerationStats(), []
     bar = tqdm(total=reused + len(todo), initial=reused, desc=f"{task.name} x{sampler.n}",
-               unit="problem", dynamic_ncols=True, disable=not is_main)
+               unit="problem", dynamic_ncols=True, disable=not shards.is_main)
     bs = cfg.generation.batch_prompts
     for start in range(0, len(todo), bs):
         chunk = todo[start:start + bs]
@@ -168,40 +141,24 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
         telemetry.append(result.telemetry)
     bar.close()
 
-    if state is not None:
-        stats, telemetry = _gather(state, stats, telemetry)
-        if not is_main:
-            state.wait_for_everyone()
-            return {}
-        store = SampleStore(out / "samples.jsonl")
-        store.merge_shards(sampler.n)
+    stats, telemetry = shards.gather(stats, telemetry)
+    if not shards.is_main:
+        shards.wait()
+        return {}
+    store = SampleStore(out / "samples.jsonl")
+    store.merge_shards(sampler.n)
     wanted = {p.id for p in problems}
     records = [r for r in store.load() if r["problem_id"] in wanted]
     summary = summarize(cfg, task, sampler, lm, records, ks, stats, telemetry, time.perf_counter() - t_start)
     summary["resume"] = {"problems_reused": reused, **repaired}
-    if state is not None:
-        summary["timing"]["processes"] = state.num_processes
+    if shards.num_processes > 1:
+        summary["timing"]["processes"] = shards.num_processes
     write_json(out / "results.json", summary)
     logger.log_summary(summary)
     logger.finish()
     log.info("wrote %s", out / "results.json")
-    if state is not None:
-        state.wait_for_everyone()
+    shards.wait()
     return summary
-
-
-def _gather(state, stats: GenerationStats, telemetry: list) -> tuple[GenerationStats, list]:
-    """All processes' stats and telemetry (collective: every process calls it). Processes decode in
-    parallel, so generation time is the slowest process's and tokens/s is the total throughput."""
-    from accelerate.utils import gather_object
-
-    parts = gather_object([(vars(stats), telemetry)])
-    total = GenerationStats()
-    for part, tel in parts:
-        for key, value in part.items():
-            old = getattr(total, key)
-            setattr(total, key, max(old, value) if key in ("seconds", "prefill_seconds") else old + value)
-    return total, [t for _, tel in parts for t in tel]
 
 
 def summarize(cfg, task, sampler, lm, records, ks, stats: GenerationStats, telemetry, wall) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def test_single_process_path(reference):
     """No process group, no shard files, no `processes` entry."""
     import torch.distributed as dist
 
-    from esamp.pipeline import world_size
+    from esamp.sharding import world_size
 
     assert world_size() == 1
     assert not (dist.is_available() and dist.is_initialized())
