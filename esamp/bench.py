@@ -26,6 +26,22 @@ def config_for(shape: str):
     return AutoConfig.for_model(spec.pop("model_type"), max_position_embeddings=32768, **spec)
 
 
+MATH_PROMPT = "Solve step by step and put the answer in \\boxed{}: what is the sum of the first %d odd numbers?"
+
+
+def model_and_prompts(model_yaml: str, device: str, num_prompts: int):
+    """The benchmark model from a conf/model yaml, and `num_prompts` chat-rendered math prompts with ids."""
+    from omegaconf import OmegaConf
+
+    from esamp.models import load_model
+
+    cfg = OmegaConf.load(model_yaml)
+    cfg.device = device
+    lm = load_model(cfg)
+    prompts = [lm.render([{"role": "user", "content": MATH_PROMPT % (i + 3)}]) for i in range(num_prompts)]
+    return lm, prompts, [f"bench/{i}" for i in range(num_prompts)]
+
+
 def sync(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()

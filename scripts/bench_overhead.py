@@ -19,11 +19,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
-from esamp.bench import config_for, interleaved, ratio_table  # noqa: E402
+from esamp.bench import config_for, interleaved, model_and_prompts, ratio_table  # noqa: E402
 from esamp.generation import generate  # noqa: E402
-from esamp.models import load_model, random_model_from_config  # noqa: E402
+from esamp.models import random_model_from_config  # noqa: E402
 from esamp.samplers.esamp import ESampSampler  # noqa: E402
 from esamp.samplers.truncation import TruncationSampler  # noqa: E402
 
@@ -51,13 +50,9 @@ def main():
         # Random token prompts, rendered back to text so they go through the same path as real prompts.
         prompts = [lm.tokenizer.decode(torch.randint(0, 255, (args.prompt_tokens,), generator=g).tolist())
                    for _ in range(args.prompts)]
+        ids = [f"bench/{i}" for i in range(args.prompts)]
     else:
-        cfg = OmegaConf.load(args.model)
-        cfg.device = args.device
-        lm = load_model(cfg)
-        base = "Solve step by step and put the answer in \\boxed{}: what is the sum of the first %d odd numbers?"
-        prompts = [lm.render([{"role": "user", "content": base % (i + 3)}]) for i in range(args.prompts)]
-    ids = [f"bench/{i}" for i in range(args.prompts)]
+        lm, prompts, ids = model_and_prompts(args.model, args.device, args.prompts)
 
     samplers = {"plain": TruncationSampler(n=args.n, temperature=1.0),
                 "esamp_serial": ESampSampler(n=args.n, beta=0.25, trainer="serial"),

@@ -15,11 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
-from esamp.bench import sync  # noqa: E402
+from esamp.bench import model_and_prompts, sync  # noqa: E402
 from esamp.generation import generate  # noqa: E402
-from esamp.models import load_model  # noqa: E402
 from esamp.samplers.esamp import ESampSampler  # noqa: E402
 from esamp.samplers.truncation import TruncationSampler  # noqa: E402
 
@@ -47,12 +45,7 @@ def main():
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=128)
     args = ap.parse_args()
-    cfg = OmegaConf.load(args.model)
-    cfg.device = args.device
-    lm = load_model(cfg)
-    base = "Solve step by step and put the answer in \\boxed{}: what is the sum of the first %d odd numbers?"
-    prompts = [lm.render([{"role": "user", "content": base % (i + 3)}]) for i in range(args.prompts)]
-    ids = [f"bench/{i}" for i in range(args.prompts)]
+    lm, prompts, ids = model_and_prompts(args.model, args.device, args.prompts)
     run = lambda s: generate(lm, s, prompts, ids, max_new_tokens=args.new_tokens, ignore_eos=True)  # noqa: E731
 
     plain, es = TruncationSampler(n=args.n), ESampSampler(n=args.n, beta=0.25)
