@@ -36,13 +36,16 @@ def build(cfg: DictConfig, key: str):
         raise ConfigError(str(cause)) from cause
 
 
-def validate(cfg: DictConfig, n: int) -> list[int]:
+def validate(cfg: DictConfig, sampler) -> list[int]:
     """Checks that need more than one group. Returns the k values of the Pass@k curve."""
+    n = sampler.n
     gen = cfg.generation
     if not isinstance(gen.batch_prompts, int) or gen.batch_prompts < 1:
         raise ConfigError(f"generation.batch_prompts={gen.batch_prompts!r} is invalid: allowed values are integers >= 1")
-    if not isinstance(cfg.task.max_new_tokens, int) or cfg.task.max_new_tokens < 1:
-        raise ConfigError(f"task.max_new_tokens={cfg.task.max_new_tokens!r} is invalid: allowed values are integers >= 1")
+    least = sampler.min_new_tokens
+    if not isinstance(cfg.task.max_new_tokens, int) or cfg.task.max_new_tokens < least:
+        raise ConfigError(f"task.max_new_tokens={cfg.task.max_new_tokens!r} is invalid: allowed values are integers "
+                          f">= {least} (sampler {sampler.name})")
     ks = list(cfg.metrics.ks) if cfg.metrics.get("ks") else default_ks(n)
     bad = [k for k in ks if not isinstance(k, int) or not 1 <= k <= n]
     if bad:
@@ -103,7 +106,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     sampler = build(cfg, "sampler")
     task = build(cfg, "task")
-    ks = validate(cfg, sampler.n)
+    ks = validate(cfg, sampler)
     shards = Shards(cfg)
     out = shards.folder(Path(out_dir or cfg.get("output_dir") or "."))
     out.mkdir(parents=True, exist_ok=True)

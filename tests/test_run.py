@@ -44,6 +44,7 @@ def test_smoke_esamp_records_telemetry(tmp_path):
     ("metrics.ks=[1,16]", "metrics.ks"),
     ("task.limit=0", "task.limit"),
     ("sampler=esamp sampler.beta=-1", "sampler.beta"),
+    ("sampler=esamp task.max_new_tokens=1", "task.max_new_tokens"),
 ])
 def test_bad_values_fail_before_model_load(override, key, tmp_path):
     # A model that cannot load: if the config check did not come first we would see the package error.

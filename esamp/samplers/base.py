@@ -81,6 +81,8 @@ class Sampler:
     taps: str | None = None
     # True when the sampler handles EOS itself (beam search keeps a row alive and stores the hypothesis).
     handles_eos: bool = False
+    # The fewest new tokens a run needs for the sampler to mean anything (checked before the model loads).
+    min_new_tokens: int = 1
 
     def begin(self, info: BatchInfo) -> None:
         """A new batch starts (fresh per-prompt state goes here)."""

@@ -44,6 +44,7 @@ def _one_of(key: str, value: Any, allowed: tuple) -> None:
 
 
 class ESampSampler(TruncationSampler):
+    min_new_tokens = 2  # the first token comes from the prefill; the Distiller trains from the second on
     def __init__(self, n: int = 8, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                  min_p: float | None = None, beta: float = 0.25, variant: str = "paper", taps: str | None = None,
                  state: str = "per_prompt", trainer: str = "serial", fusion: str = "paper",
