@@ -99,10 +99,20 @@ class DistillerBank(nn.Module):
         return out
 
     @torch.no_grad()
-    def reset(self, generator: torch.Generator | None = None) -> None:
-        """Fresh random weights for every slot (a new prompt starts with an untrained Distiller)."""
-        for name, t in self._fresh(self.num_slots, generator).items():
-            getattr(self, name).copy_(t)
+    def reset(self, generator: torch.Generator | None = None,
+              generators: list[torch.Generator] | None = None) -> None:
+        """Fresh random weights for every slot (a new prompt starts with an untrained Distiller): one draw for
+        the whole bank from `generator`, or slot i drawn from `generators[i]` (so a prompt's initial
+        Distiller does not depend on which other prompts share its bank)."""
+        if generators is None:
+            for name, t in self._fresh(self.num_slots, generator).items():
+                getattr(self, name).copy_(t)
+            return
+        if len(generators) != self.num_slots:
+            raise ValueError(f"reset needs one generator per slot ({self.num_slots}), got {len(generators)}")
+        for i, gen in enumerate(generators):
+            for name, t in self._fresh(1, gen).items():
+                getattr(self, name)[i:i + 1].copy_(t)
 
     @torch.no_grad()
     def reset_slots(self, slots, generator: torch.Generator | None = None) -> None:

@@ -138,12 +138,13 @@ class OnlineTrainer:
 
     @torch.inference_mode(False)
     def reset(self, num_slots: int | None = None, generator: torch.Generator | None = None,
-              clear_stats: bool = True) -> None:
-        """Fresh Distiller weights and zeroed optimiser state for every slot (resizing to ``num_slots``)."""
+              clear_stats: bool = True, generators: list[torch.Generator] | None = None) -> None:
+        """Fresh Distiller weights and zeroed optimiser state for every slot (resizing to ``num_slots``);
+        ``generators``: one per slot (see DistillerBank.reset)."""
         self.synchronize()
         if num_slots is not None and int(num_slots) != self.num_slots:
             self.bank.resize(int(num_slots))
-        self.bank.reset(generator)
+        self.bank.reset(generator, generators=generators)
         self._init_state()
         if clear_stats:
             self._clear_stats()

@@ -88,13 +88,13 @@ class ESampSampler(TruncationSampler):
             self.trainer = make_trainer(self.variant, hidden=info.lm.hidden_size, num_slots=slots,
                                         mode=self.trainer_mode, device=info.device,
                                         max_steps=info.max_new_tokens, **self.distiller_cfg)
-        self.trainer.reset(num_slots=slots)
         # Fresh weights per prompt drawn from (seed, problem id), so a prompt's Distiller (and thus its
         # samples) does not depend on which other prompts share the batch.
-        for s in range(slots):
-            key = problem_key(info.problem_ids[s]) if self.state == "per_prompt" and info.problem_ids else s
-            gen = torch.Generator(device=info.device).manual_seed((info.seed * 1_000_003 + key) % (2**63 - 1))
-            self.trainer.reset_slots([s], generator=gen)
+        keys = [problem_key(pid) for pid in info.problem_ids] if self.state == "per_prompt" and info.problem_ids \
+            else list(range(slots))
+        self.trainer.reset(num_slots=slots, generators=[
+            torch.Generator(device=info.device).manual_seed((info.seed * 1_000_003 + key) % (2**63 - 1))
+            for key in keys])
         if self.latent_mixing_cfg is True and not self._can_mix(info.lm):
             raise ValueError("sampler.latent_mixing=true is invalid here: it needs no top_k/top_p/min_p, taps=paper, "
                              "fusion=paper, fusion_order=paper and an LM head without bias")
