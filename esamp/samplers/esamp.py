@@ -28,7 +28,7 @@ import torch
 
 from esamp.generation import problem_key
 from esamp.samplers.base import BatchInfo, Choice, StepView
-from esamp.samplers.truncation import TruncationSampler, sample, truncate
+from esamp.samplers.truncation import TruncationSampler, sample
 from esamp.trainer import VARIANTS, make_trainer
 
 STATES = ("per_prompt", "shared")
@@ -131,18 +131,15 @@ class ESampSampler(TruncationSampler):
                 fuse = lambda ref: (1 + self.beta) * ref - self.beta * logit_dist  # noqa: E731
 
         if self.temperature == 0:
-            keep = torch.isfinite(self._filter(logit_ref, 1.0))
+            keep = torch.isfinite(self.filtered(logit_ref, 1.0))
             return Choice(fuse(logit_ref).masked_fill(~keep, float("-inf")).argmax(-1))
         if self.fusion_order == "tllm":
             # tLLM: scale by T and filter first, then fuse the kept candidates with the UNscaled distiller
             # logit; removed candidates stay at -inf; no further division by T.
-            return Choice(sample(fuse(self._filter(logit_ref, self.temperature)), view.uniform))
+            return Choice(sample(fuse(self.filtered(logit_ref)), view.uniform))
         # Paper: the base filter decides the candidates on the model's logits; fuse on them; sample at T.
-        keep = torch.isfinite(self._filter(logit_ref, self.temperature))
+        keep = torch.isfinite(self.filtered(logit_ref))
         return Choice(sample(fuse(logit_ref).masked_fill(~keep, float("-inf")) / self.temperature, view.uniform))
-
-    def _filter(self, logits: torch.Tensor, temperature: float) -> torch.Tensor:
-        return truncate(logits / temperature, self.top_k, self.top_p, self.min_p)
 
     def _predict_and_train(self, src: torch.Tensor, tgt: torch.Tensor, view: StepView) -> torch.Tensor:
         """Scatter the active rows into the bank's [slots, rows per slot, H] layout (row r of the batch is

@@ -86,9 +86,9 @@ class TruncationSampler(Sampler):
     def has_filter(self) -> bool:
         return self.top_k is not None or (self.top_p is not None and self.top_p < 1) or bool(self.min_p)
 
-    def filtered(self, logits: torch.Tensor) -> torch.Tensor:
-        """logits / T, then the truncation filters (temperature > 0 only)."""
-        return truncate(logits / self.temperature, self.top_k, self.top_p, self.min_p)
+    def filtered(self, logits: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
+        """logits / T (the sampler's T unless given), then the truncation filters."""
+        return truncate(logits / (temperature or self.temperature), self.top_k, self.top_p, self.min_p)
 
     def choose(self, view: StepView) -> Choice:
         logits = view.logits()
