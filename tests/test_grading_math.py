@@ -13,7 +13,9 @@ import pytest
 from esamp.grading.math import (
     answers_equivalent,
     check_equivalence,
+    MAX_BOX_GAP,
     extract_boxed,
+    final_boxes,
     grade_math,
     is_correct,
     last_boxed_in_solution,
@@ -221,9 +223,92 @@ def test_numeric_gold_is_accepted():
 
 
 def test_grade_math_dict():
-    assert grade_math("so \\boxed{\\frac{2}{4}}", "\\frac12") == {"correct": True, "extracted": "\\frac{2}{4}"}
-    assert grade_math("so \\boxed{3}", "2") == {"correct": False, "extracted": "3"}
-    assert grade_math("no box", "2") == {"correct": False, "extracted": None}
+    assert grade_math("so \\boxed{\\frac{2}{4}}", "\\frac12") == {"correct": True, "extracted": "\\frac{2}{4}", "failure": None}
+    assert grade_math("so \\boxed{3}", "2") == {"correct": False, "extracted": "3", "failure": "wrong"}
+    assert grade_math("no box", "2") == {"correct": False, "extracted": None, "failure": "no_answer"}
+
+
+@pytest.mark.parametrize("response, gold, failure", [
+    ("The answer is 5.", "5", "no_answer"),             # no box at all
+    ("\\boxed{5", "5", "no_answer"),                    # cut off inside the box
+    ("\\boxed{ }", "5", "no_answer"),                   # an empty box
+    (None, "5", "no_answer"),
+    ("\\boxed{4}", "5", "wrong"),
+    ("\\boxed{x^2+1}", "(x+1)^2", "wrong"),
+    ("\\boxed{\\frac{1}{}}", "1", "parse_error"),       # math_verify finds no expression in it
+    ("\\boxed{" + "1+" * 5000 + "1}", "1", "parse_error"),  # over MAX_ANSWER_CHARS: never sent to sympy
+    ("\\boxed{1}", None, "parse_error"),                # no gold: a task bug, never "wrong"
+    ("\\boxed{5}", "5", None),
+])
+def test_failure_reason(response, gold, failure):
+    res = grade_math(response, gold)
+    assert res["failure"] == failure
+    assert res["correct"] is (failure is None)
+
+
+def test_unparsable_is_reported_by_check_equivalence():
+    assert check_equivalence("1", "\\frac{1}{}", fast_path=False) == (False, "unparsable")
+    assert check_equivalence("1", "2", fast_path=False) == (False, "mismatch")
+
+
+# ------------------------------------------------------------------------------------------------
+# Several boxes: one item per box for a list gold; otherwise the last box alone decides
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("\\boxed{2} and \\boxed{5}", ["2", "5"]),
+    ("$x = \\boxed{-1}$ or $x = \\boxed{3}$.", ["-1", "3"]),
+    ("\\boxed{1} " + "words " * 40 + "\\boxed{2} and \\boxed{3}", ["2", "3"]),  # 240 chars: not part of the end
+    ("\\boxed{1}" + "x" * MAX_BOX_GAP + "\\boxed{2}", ["1", "2"]),      # exactly at the gap limit
+    ("\\boxed{1}" + "x" * (MAX_BOX_GAP + 1) + "\\boxed{2}", ["2"]),    # one character over
+    ("\\boxed{a \\boxed{2}}", ["2"]),        # the enclosing box is not a separate answer
+    ("\\boxed{1} and \\boxed{2", []),          # the last box is cut off: no answer at all
+    ("\\fbox{1}, \\boxed{2}", ["1", "2"]),
+    ("no box", []),
+])
+def test_final_boxes(text, expected):
+    assert final_boxes(text) == expected
+    assert (final_boxes(text) or [None])[-1] == extract_boxed(text)  # the last one is always extract_boxed's
+
+
+@pytest.mark.parametrize("response, gold, extracted", [
+    ("So the solutions are \\boxed{2} and \\boxed{5}.", "2, 5", "2, 5"),
+    ("$x = \\boxed{5}$ or $x = \\boxed{2}$", "2, 5", "5, 2"),              # a list of solutions: any order
+    ("$x = \\boxed{-1}$, $x = \\boxed{\\frac{3}{2}}$", "-1, \\frac32", "-1, \\frac{3}{2}"),
+    ("\\[\\boxed{(1,2)}\\]\n\\[\\boxed{(3,4)}\\]", "(1,2), (3,4)", "(1,2), (3,4)"),  # one tuple per box
+    ("\\boxed{2, 5}", "2, 5", "2, 5"),                                    # one box still works
+])
+def test_list_answer_split_over_boxes_is_correct(response, gold, extracted):
+    assert grade_math(response, gold) == {"correct": True, "extracted": extracted, "failure": None}
+
+
+@pytest.mark.parametrize("response, gold", [
+    ("\\boxed{3} ... final \\boxed{5}", "3"),              # a single answer: only the last box counts
+    ("\\boxed{3}, \\boxed{5}", "3"),                       # hedging between two boxes does not help
+    ("\\boxed{7}, \\boxed{2} and \\boxed{5}", "2, 5"),     # an extra wrong item in the final boxes
+    ("\\boxed{2}", "2, 5"),                                # a missing item
+    ("\\boxed{2}. " + "Let me check. " * 20 + "\\boxed{5}", "2, 5"),  # an early box far from the end
+    ("\\boxed{(1,2)} and \\boxed{(3,5)}", "(1,2), (3,4)"),
+])
+def test_multi_box_adversarial_is_wrong(response, gold):
+    res = grade_math(response, gold)
+    assert res["correct"] is False and res["failure"] == "wrong"
+    assert res["extracted"] == extract_boxed(response)  # a failed answer reports its last box
+
+
+def test_last_box_alone_decides_a_single_answer():
+    text = "First I thought \\boxed{3} ... final \\boxed{5}"
+    assert grade_math(text, "5")["correct"] is True
+    assert grade_math(text, "3")["correct"] is False
+
+
+def test_final_boxes_huge_input_is_fast():
+    for text in ("\\boxed{1} " * 300_000, "\\boxed{" * 300_000 + "\\boxed{1}", ("\\boxed{1}" + "x" * 50) * 50_000):
+        t0 = time.perf_counter()
+        out = final_boxes(text)
+        assert time.perf_counter() - t0 < 1.0
+        assert out and out[-1] == "1" and len(out) <= 12
 
 
 @pytest.mark.parametrize(
@@ -265,6 +350,7 @@ def test_timeout_branch_in_main_thread():
     assert check_equivalence(SLOW_GOLD, SLOW_PRED, timeout=1.0) == (False, "timeout")
     elapsed = time.perf_counter() - t0
     assert 0.9 <= elapsed < 5.0, elapsed
+    assert grade_math(f"\\boxed{{{SLOW_PRED}}}", SLOW_GOLD, timeout=1.0)["failure"] == "timeout"
     # The killed worker is replaced transparently.
     assert check_equivalence("\\frac{1}{2}", "0.5", timeout=30) == (True, "match")
 

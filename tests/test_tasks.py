@@ -79,10 +79,11 @@ def test_gpqa_shuffle_is_reproducible_and_recorded(tmp_path):
         assert sorted(p.meta["permutation"]) == [0, 1, 2, 3]
     t = GPQATask(data_path=str(path))
     probs = t.load()
-    assert t.grade(probs[0], f"reasoning...\nAnswer: {probs[0].gold}")["correct"] is True
+    assert t.grade(probs[0], f"reasoning...\nAnswer: {probs[0].gold}") == {
+        "correct": True, "extracted": probs[0].gold, "failure": None}
     wrong = "A" if probs[0].gold != "A" else "B"
-    assert t.grade(probs[0], f"Answer: {wrong}")["correct"] is False
-    assert t.grade(probs[0], "I don't know")["extracted"] is None
+    assert t.grade(probs[0], f"Answer: {wrong}") == {"correct": False, "extracted": wrong, "failure": "wrong"}
+    assert t.grade(probs[0], "I don't know") == {"correct": False, "extracted": None, "failure": "no_answer"}
     assert len(GPQATask(data_path=str(path), subset={"High-level domain": ["Physics"]}).load()) == 20
 
 
@@ -114,13 +115,18 @@ def test_aime_from_wheel_or_fixture(tmp_path):
 
 
 def test_humaneval_task_grades_in_the_sandbox():
-    t = HumanEvalTask(limit=3)
+    t = HumanEvalTask(limit=3, timeout=2.0)  # the infinite loop below costs one timeout
     probs = t.load()
     assert len(probs) == 3 and "```python" in probs[0].prompt[0]["content"]
     spec = t._problems[probs[0].id]
     good = "Here you go:\n```python\n" + spec["prompt"] + spec["canonical_solution"] + "\n```"
-    res = t.grade_many(probs[0], [good, "```python\ndef has_close_elements(numbers, threshold):\n    pass\n```"])
-    assert [r["correct"] for r in res] == [True, False]
+    head = "```python\ndef has_close_elements(numbers, threshold):\n"
+    answers = [good, head + "    pass\n```", head + "    return (\n```", head + "    while True:\n        pass\n```",
+               "You could compare every pair of numbers.", ""]
+    res = t.grade_many(probs[0], answers)
+    assert [r["correct"] for r in res] == [True, False, False, False, False, False]
+    # why each failed, read from the sandbox result (status / result string)
+    assert [r["failure"] for r in res] == [None, "wrong", "syntax_error", "timeout", "no_code", "no_code"]
     raw = HumanEvalTask(limit=1, chat=False)
     p = raw.load()[0]
     assert isinstance(p.prompt, str) and "\ndef " in raw.stop_strings

@@ -2,11 +2,18 @@
 
 Public API:
     extract_boxed(text)              -> content of the last \\boxed{...} / \\fbox{...}, or None
+    final_boxes(text)                -> contents of the last box and the boxes just before it (see below)
     last_boxed_in_solution(solution) -> same as extract_boxed
     is_correct(response, gold, timeout=5.0) -> bool
-    grade_math(response, gold, timeout=5.0) -> {"correct": bool, "extracted": str | None}
+    grade_math(response, gold, timeout=5.0) -> {"correct": bool, "extracted": str | None,
+                                                "failure": None | "no_answer" | "wrong" | "timeout" | "parse_error"}
     answers_equivalent(gold, pred, timeout=5.0) -> bool   (bare answers, no extraction)
     check_equivalence(gold, pred, timeout=5.0) -> (bool, how)  (same, says why: timeout, error...)
+
+Several boxes: the last box decides. Only when it does not match and the gold answer is a list (top-level
+commas: "2, 5", "(1,2), (3,4)") are the boxes of the response's final part (the last box and the boxes
+just before it, each within MAX_BOX_GAP characters of the next) joined with ", " and compared once more,
+so "\\boxed{2} and \\boxed{5}" answers "2, 5". A single-answer gold is never matched by an earlier box.
 
 Equivalence is decided by ``math_verify`` (sympy based). Parsing/simplifying arbitrary model output
 with sympy can take unbounded time (``2^{10^{100}}``, giant polynomials), and math_verify's own
@@ -27,6 +34,7 @@ from esamp.grading.timeout import CallTimeout, WorkerPool
 
 __all__ = [
     "extract_boxed",
+    "final_boxes",
     "last_boxed_in_solution",
     "is_correct",
     "grade_math",
@@ -71,6 +79,34 @@ def _last_box_start(text: str) -> tuple[int, int] | None:
     return best
 
 
+def _box_content(text: str, j: int) -> tuple[str, int] | None:
+    """(stripped content, index after the box) of the box whose command name ends at `j`, or None if it
+    is not a box (``\\boxed5``) or is unbalanced. Linear in the box's length."""
+    n = len(text)
+    k = _BLANKS.match(text, j).end()
+    if k >= n:
+        return None
+    if text[k] != "{":
+        if k == j:  # "\boxed5" is not a box; "\boxed 5" is
+            return None
+        m = re.match(r"[^\s$]+", text[k : k + 1000])
+        if not m:
+            return None
+        content = m.group(0).rstrip(".,;")
+        return (content, k + m.end()) if content else None
+    depth = 0
+    for m in _BRACE_TOKENS.finditer(text, k):
+        tok = m.group()
+        if tok == "{":
+            depth += 1
+        elif tok == "}":
+            depth -= 1
+            if depth == 0:
+                return text[k + 1 : m.start()].strip(), m.end()
+        # else: an escaped character (\{, \}, \\ ...): does not count
+    return None
+
+
 def extract_boxed(text: str) -> str | None:
     """Content of the LAST ``\\boxed{...}`` or ``\\fbox{...}`` (braces balanced, nesting allowed,
     escaped ``\\{``/``\\}`` ignored for balancing), stripped. Also ``\\boxed 5`` (content up to the
@@ -82,31 +118,53 @@ def extract_boxed(text: str) -> str | None:
         found = _last_box_start(text)
         if found is None:
             return None
-        _, j = found
-        n = len(text)
-        k = _BLANKS.match(text, j).end()
-        if k >= n:
-            return None
-        if text[k] != "{":
-            if k == j:  # "\boxed5" is not a box; "\boxed 5" is
-                return None
-            m = re.match(r"[^\s$]+", text[k : k + 1000])
-            if not m:
-                return None
-            return m.group(0).rstrip(".,;") or None
-        depth = 0
-        for m in _BRACE_TOKENS.finditer(text, k):
-            tok = m.group()
-            if tok == "{":
-                depth += 1
-            elif tok == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[k + 1 : m.start()].strip()
-            # else: an escaped character (\{, \}, \\ ...): does not count
-        return None
+        box = _box_content(text, found[1])
+        return box[0] if box else None
     except Exception:  # pragma: no cover - defensive: grading must never crash a run
         return None
+
+
+# Boxes further apart than this (characters between one box's end and the next box's start) are not one
+# answer split over several boxes: "$x = \\boxed{2}$ and $x = \\boxed{5}$" has a gap of 12 characters.
+MAX_BOX_GAP = 100
+MAX_FINAL_BOXES = 12  # bounds the backward scan (each step is a linear search)
+
+
+def final_boxes(text: str) -> list[str]:
+    """Contents of the boxes that end the response, in order: the last complete box and, walking back,
+    every box that ends at most MAX_BOX_GAP characters before the next one starts. [] if the last box is
+    missing or unbalanced. A box nested inside another stops the walk. Never raises."""
+    if not isinstance(text, str) or not text:
+        return []
+    try:
+        out: list[str] = []
+        limit = len(text)  # the next box (to the right) starts here
+        while len(out) < MAX_FINAL_BOXES:
+            found = _last_box_start(text[:limit]) if limit < len(text) else _last_box_start(text)
+            if found is None:
+                break
+            box = _box_content(text, found[1])
+            if box is None or (out and (box[1] > limit or limit - box[1] > MAX_BOX_GAP)):
+                break
+            out.append(box[0])
+            limit = found[0]
+        return out[::-1]
+    except Exception:  # pragma: no cover - defensive
+        return []
+
+
+def _top_level_items(answer: str) -> int:
+    """How many comma-separated items `answer` lists at bracket depth 0 ("2, 5" -> 2, "(1,2)" -> 1,
+    "\\{1,2\\}" -> 1, "1{,}000" -> 1)."""
+    depth, items = 0, 1
+    for ch in answer:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            items += 1
+    return items
 
 
 def last_boxed_in_solution(solution: str) -> str | None:
@@ -185,12 +243,20 @@ def _parse(ans: str):
 
 def _verify_unsafe(gold: str, pred: str) -> bool:
     """math_verify equivalence of two bare answers, no timeout. Call via answers_equivalent()."""
+    return _verify_detail(gold, pred) == "match"
+
+
+def _verify_detail(gold: str, pred: str) -> str:
+    """"match", "mismatch", or "unparsable" (no math in `pred`: math_verify kept only its raw string,
+    e.g. "\\frac{1}{}", and the strings differ). Runs in the worker; no timeout here."""
     mv = _mv()
     g = _parse(gold)
     p = _parse(pred)
-    if not g or not p:
-        return False
-    return bool(mv["verify"](g, p, timeout_seconds=None))
+    if g and p and mv["verify"](g, p, timeout_seconds=None):
+        return "match"
+    if not any(not isinstance(x, str) for x in p):
+        return "unparsable"
+    return "mismatch"
 
 
 def _worker_init() -> None:
@@ -219,8 +285,9 @@ def warmup(n: int = 1) -> None:
 
 def check_equivalence(gold: str, pred: str, timeout: float | None = DEFAULT_TIMEOUT, fast_path: bool = True) -> tuple[bool, str]:
     """(equivalent?, how): how is one of "fast_match" (equal strings after normalisation, no sympy),
-    "match", "mismatch", "timeout" (sympy exceeded `timeout` s; the worker was killed), "error"
-    (any exception) or "invalid" (empty / non-string / absurdly long input). Never raises."""
+    "match", "mismatch", "unparsable" (math_verify found no mathematical expression in `pred`),
+    "timeout" (sympy exceeded `timeout` s; the worker was killed), "error" (any exception) or
+    "invalid" (empty / non-string / absurdly long input). Never raises."""
     try:
         if not isinstance(gold, str) or not isinstance(pred, str):
             return False, "invalid"
@@ -233,8 +300,8 @@ def check_equivalence(gold: str, pred: str, timeout: float | None = DEFAULT_TIME
         g, p = _pre_normalize(gold), _pre_normalize(pred)
         if not g or not p:
             return False, "invalid"
-        ok = bool(_get_pool().call("esamp.grading.math:_verify_unsafe", g, p, timeout=timeout))
-        return ok, ("match" if ok else "mismatch")
+        how = _get_pool().call("esamp.grading.math:_verify_detail", g, p, timeout=timeout)
+        return how == "match", how
     except CallTimeout:
         return False, "timeout"
     except (KeyboardInterrupt, SystemExit):
@@ -256,13 +323,41 @@ def answers_equivalent(gold: str, pred: str, timeout: float | None = DEFAULT_TIM
     return check_equivalence(gold, pred, timeout=timeout, fast_path=fast_path)[0]
 
 
+# check_equivalence's `how` for an answer that did not match -> the sample's failure reason.
+_FAILURE = {"mismatch": "wrong", "timeout": "timeout", "error": "parse_error", "unparsable": "parse_error",
+            "invalid": "parse_error"}
+
+
 def grade_math(response: str, gold: str, timeout: float | None = DEFAULT_TIMEOUT) -> dict[str, Any]:
-    """{"correct": bool, "extracted": last boxed answer of `response` or None}."""
-    extracted = extract_boxed(response) if isinstance(response, str) else None
+    """{"correct": bool, "extracted": the answer graded, "failure": why not correct}.
+
+    `extracted` is the last box, or the final boxes joined with ", " when that is what matched a list gold
+    (module docstring). `failure` is None when correct, else "no_answer" (no complete box, or an empty
+    one), "wrong" (parsed and compared: not equivalent), "timeout" (a comparison exceeded `timeout`) or
+    "parse_error" (the answer is no mathematical expression math_verify can read, is absurdly long, or
+    the comparison raised)."""
     if isinstance(gold, (int, float)) and not isinstance(gold, bool):
         gold = str(gold)
-    correct = isinstance(gold, str) and extracted is not None and answers_equivalent(gold, extracted, timeout=timeout)
-    return {"correct": bool(correct), "extracted": extracted}
+    boxes = final_boxes(response) if isinstance(response, str) else []
+    extracted = boxes[-1] if boxes else None
+    if extracted is None or not extracted.strip():
+        return {"correct": False, "extracted": extracted, "failure": "no_answer"}
+    if not isinstance(gold, str):  # a task bug, not the model's: no gold answer to compare with
+        return {"correct": False, "extracted": extracted, "failure": "parse_error"}
+    ok, how = check_equivalence(gold, extracted, timeout=timeout)
+    if ok:
+        return {"correct": True, "extracted": extracted, "failure": None}
+    failure = _FAILURE.get(how, "wrong")
+    if len(boxes) > 1 and _top_level_items(gold) > 1:
+        # One item per box ("\\boxed{2} and \\boxed{5}" for "2, 5"): only for a list gold, so an earlier
+        # box can never stand in for a single answer.
+        joined = ", ".join(boxes)
+        ok_joined, how_joined = check_equivalence(gold, joined, timeout=timeout)
+        if ok_joined:
+            return {"correct": True, "extracted": joined, "failure": None}
+        if how_joined == "timeout":
+            failure = "timeout"
+    return {"correct": False, "extracted": extracted, "failure": failure}
 
 
 def is_correct(response: str, gold: str, timeout: float | None = DEFAULT_TIMEOUT) -> bool:

@@ -80,4 +80,7 @@ class GPQATask(Task):
         from esamp.grading.choice import extract_choice
 
         letter = extract_choice(completion)
-        return {"correct": letter == problem.gold, "extracted": letter}
+        correct = letter == problem.gold
+        # Why a sample is not correct: no recognisable letter at all, or the wrong one.
+        failure = None if correct else ("no_answer" if letter is None else "wrong")
+        return {"correct": correct, "extracted": letter, "failure": failure}

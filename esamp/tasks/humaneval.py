@@ -47,4 +47,22 @@ class HumanEvalTask(Task):
 
         spec = self._problems[problem.id]
         results = check_many([(spec, c) for c in completions], timeout=self.timeout, n_workers=self.workers)
-        return [{"correct": bool(r["passed"]), "extracted": None, "result": r["result"]} for r in results]
+        return [{"correct": bool(r["passed"]), "extracted": None, "result": r["result"],
+                 "failure": self.failure(c, r)} for c, r in zip(completions, results)]
+
+    def failure(self, completion: str, r: dict[str, Any]) -> str | None:
+        """Why a sample failed, from the sandbox result's `passed`/`status`/`result` keys: "no_code" (an
+        empty answer, or a chat answer with neither a code block nor a `def`), "syntax_error" (the program
+        did not compile), "timeout", "sandbox_error" (our side, not the model's), else "wrong"."""
+        if r.get("passed"):
+            return None
+        if not completion.strip() or (self.chat and "```" not in completion and "def " not in completion):
+            return "no_code"
+        status, result = r.get("status"), str(r.get("result") or "")
+        if status == "timeout":
+            return "timeout"
+        if status == "sandbox_error":
+            return "sandbox_error"
+        if result.startswith(("failed: SyntaxError", "failed: IndentationError", "failed: TabError")):
+            return "syntax_error"
+        return "wrong"
