@@ -1,0 +1,57 @@
+"""FIRE: Flaming-hot Initiation with Regular Execution (Chen et al. 2024, arXiv 2410.21236).
+
+The first generated token is drawn at a very high temperature, restricted to the model's top-k candidates
+for that position; every later token comes from the ordinary base sampler (temperature / top-k / top-p /
+min-p, `esamp.samplers.truncation`). The paper's argument: early tokens act as attention sinks, so a
+diverse first token diversifies the whole answer, while the regular execution keeps the rest coherent.
+It is one of the ESamp paper's baselines.
+
+Defaults. The paper describes the first temperature only as "p >> 1" (near uniform) combined with top-k;
+we could not check its exact numbers offline, so the defaults are our reading of that description:
+`first_temperature: 30` and `first_top_k: 16` give an almost uniform draw over the 16 most likely first
+tokens (at T = 30 two logits 3 apart differ by 10% in probability). Without `first_top_k` a temperature
+that high samples nearly uniformly from the whole vocabulary (mostly garbage): set a top-k with it.
+
+Order at step 0: logits / first_temperature -> first_top_k -> sample. The base sampler's own top-k /
+top-p / min-p do not apply to the first token (FIRE restricts it by its own top-k only); they apply from
+step 1 on, exactly as in `TruncationSampler`. Step 0 is `view.prefill` (the position of the prompt's last
+token), and rows draw with their own uniforms, so FIRE keeps the loop's per-row reproducibility.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from esamp.samplers.base import Choice, StepView
+from esamp.samplers.truncation import ORDER, TruncationSampler, sample, truncate
+
+
+class FireSampler(TruncationSampler):
+    def __init__(self, n: int = 8, first_temperature: float = 30.0, first_top_k: int | None = 16,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 min_p: float | None = None, name: str | None = None):
+        super().__init__(n=n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, name=name or "fire")
+        if (isinstance(first_temperature, bool) or not isinstance(first_temperature, (int, float))
+                or not first_temperature > 0 or math.isinf(first_temperature)):
+            raise ValueError(f"sampler.first_temperature={first_temperature!r} is invalid: allowed values are "
+                             "finite numbers > 0")
+        if first_top_k is not None and (isinstance(first_top_k, bool) or not isinstance(first_top_k, int)
+                                        or first_top_k < 1):
+            raise ValueError(f"sampler.first_top_k={first_top_k!r} is invalid: allowed values are null or an "
+                             "integer >= 1")
+        self.first_temperature, self.first_top_k = float(first_temperature), first_top_k
+
+    def first_logits(self, logits):
+        """The flaming-hot distribution's logits for step 0: logits / first_temperature, then first_top_k."""
+        return truncate(logits.float() / self.first_temperature, top_k=self.first_top_k)
+
+    def choose(self, view: StepView) -> Choice:
+        if view.prefill:
+            return Choice(sample(self.first_logits(view.logits()), view.uniform))
+        return super().choose(view)  # regular execution: exactly the base sampler
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update(first_temperature=self.first_temperature, first_top_k=self.first_top_k,
+                 order=f"first token: logits / first_temperature -> first_top_k -> sample; then {ORDER}")
+        return d
