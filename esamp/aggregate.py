@@ -13,13 +13,16 @@ Pass@k for every k <= n comes from one run of n samples, so each run gives a who
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
+
+# Run loading and the figure helpers live in esamp.analysis; re-exported here for existing callers.
+from esamp.analysis import (MARKERS, colors, find_results, finish_figure, fmt_value, k_axis, load_runs,
+                            markdown_table, plot_step_curves, pyplot, varying)
 
 ID_COLUMNS = ["task", "model", "sampler"]
 # Shown first, and in summary.md whenever set (other hyperparameters appear there only when they vary).
@@ -31,35 +34,6 @@ _PASSK = re.compile(r"^pass@(\d+)$")
 
 
 # ------------------------------------------------------------------------------------------------ collect
-def find_results(root: str | Path) -> list[Path]:
-    """Every results.json below `root` (or `root` itself when it is one), in path order."""
-    root = Path(root)
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a folder")
-    return sorted(p for p in root.rglob("results.json") if ".submitit" not in p.parts)
-
-
-def load_runs(root_or_paths: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]:
-    """results.json contents, each with its folder under `_run_dir`. Unreadable files are skipped with a
-    warning (a run still writing its summary, or a hand-edited file)."""
-    if isinstance(root_or_paths, (str, Path)):
-        paths = find_results(root_or_paths)
-    else:
-        paths = [q for p in root_or_paths for q in find_results(p)]
-    runs = []
-    for p in paths:
-        try:
-            run = json.loads(Path(p).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            print(f"warning: skipping {p}: {err}")
-            continue
-        run["_run_dir"] = str(Path(p).parent.resolve())
-        runs.append(run)
-    return runs
-
-
 def _scalar(v: Any) -> bool:
     return v is None or isinstance(v, (bool, int, float, str))
 
@@ -114,12 +88,6 @@ def _natural(v: Any) -> tuple:
     return (1, 0, str(v))
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
-
-
 def hyperparameter_columns(df: pd.DataFrame) -> list[str]:
     """The sampler settings columns: those between `sampler` and `n` (the layout of `collect`)."""
     cols = list(df.columns)
@@ -127,11 +95,6 @@ def hyperparameter_columns(df: pd.DataFrame) -> list[str]:
         return []
     cols = [c for c in cols[cols.index("sampler") + 1:cols.index("n")] if c not in RESERVED]
     return sorted(cols, key=lambda c: (KEY_HYPERPARAMETERS.index(c) if c in KEY_HYPERPARAMETERS else 99, c))
-
-
-def _varying(df: pd.DataFrame, col: str, ignore_missing: bool = False) -> bool:
-    values = df[col].dropna() if ignore_missing else df[col]
-    return values.map(lambda v: json.dumps(v, default=str)).nunique() > 1
 
 
 def add_labels(df: pd.DataFrame) -> pd.DataFrame:
@@ -143,12 +106,12 @@ def add_labels(df: pd.DataFrame) -> pd.DataFrame:
     hp = hyperparameter_columns(df)
     labels = pd.Series("", index=df.index, dtype=object)
     for name, group in df.groupby(df["sampler"].fillna("?"), sort=False):
-        varying = [c for c in hp if _varying(group, c)]
+        differ = [c for c in hp if varying(group, c)]
         for c in ("n", "seed"):
-            if c in group and _varying(group, c):
-                varying.append(c)
+            if c in group and varying(group, c):
+                differ.append(c)
         for idx, row in group.iterrows():
-            parts = [str(name)] + [f"{c}={_fmt(row[c])}" for c in varying]
+            parts = [str(name)] + [f"{c}={fmt_value(row[c])}" for c in differ]
             labels[idx] = " ".join(parts)
     if df["model"].nunique(dropna=False) > 1:
         labels = df["model"].astype(str) + ": " + labels
@@ -207,16 +170,20 @@ def passk_columns(df: pd.DataFrame) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------------ tables
+def shown_hyperparameters(df: pd.DataFrame) -> list[str]:
+    """Settings worth a column: key ones that some run sets, and any other that varies between runs (a
+    setting only some samplers have, e.g. ESamp's distiller.*, counts as varying only between its values)."""
+    return [c for c in hyperparameter_columns(df)
+            if (c in KEY_HYPERPARAMETERS and df[c].notna().any()) or varying(df, c, True)]
+
+
 def summary_columns(df: pd.DataFrame) -> list[str]:
     """The columns of the printed table: identity, settings that are set (key ones) or vary, n, Pass@k,
     accuracy, diversity, throughput."""
-    hp = hyperparameter_columns(df)
-    # (a setting only some samplers have, e.g. ESamp's distiller.*, counts as varying only between its values)
-    shown = [c for c in hp if (c in KEY_HYPERPARAMETERS and df[c].notna().any()) or _varying(df, c, True)]
     div = [c for c in df.columns if any(c.endswith(s) for s in ("distinct_1", "distinct_2", "self_bleu",
                                                                  "vendi", "pairwise_cosine"))]
-    cols = ["task", "model", "sampler", *shown, "n", *[f"pass@{k}" for k in passk_columns(df)], "accuracy",
-            *div, "esamp.last_loss", "tokens_per_second"]
+    cols = ["task", "model", "sampler", *shown_hyperparameters(df), "n", *[f"pass@{k}" for k in passk_columns(df)],
+            "accuracy", *div, "esamp.last_loss", "tokens_per_second"]
     return [c for c in cols if c in df.columns and (c in ID_COLUMNS or df[c].notna().any())]
 
 
@@ -229,18 +196,14 @@ def to_markdown(df: pd.DataFrame, columns: Sequence[str] | None = None, digits: 
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return ""
         if isinstance(v, float) and col in settings:
-            return _fmt(v)
+            return fmt_value(v)
         if isinstance(v, float):
             return f"{v:.1f}" if col in ("tokens_per_second", "wall_seconds") else f"{v:.{digits}f}"
-        return str(v).replace("|", "\\|")
+        return str(v)  # markdown_table escapes "|"
 
     names = [c.replace("tokens_per_second", "tok/s") for c in columns]
-    lines = ["| " + " | ".join(names) + " |",
-             "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) and df[c].dtype != bool else "---"
-                            for c in columns) + "|"]
-    for _, row in df.iterrows():
-        lines.append("| " + " | ".join(cell(row[c], c) for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) and df[c].dtype != bool for c in columns]
+    return markdown_table(names, ([cell(row[c], c) for c in columns] for _, row in df.iterrows()), numeric)
 
 
 def to_csv(df: pd.DataFrame, path: str | Path) -> Path:
@@ -251,48 +214,27 @@ def to_csv(df: pd.DataFrame, path: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- plots
-def _plt():
-    import matplotlib
-
-    if not _interactive() and "matplotlib.pyplot" not in __import__("sys").modules:
-        matplotlib.use("Agg")  # files only; a notebook or a script that already chose a backend keeps it
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _interactive() -> bool:
-    try:  # inside Jupyter keep the inline backend
-        from IPython import get_ipython
-
-        return get_ipython() is not None
-    except ImportError:
-        return False
-
-
 def plot_passk(df_or_runs, path: str | Path | None = None, title: str | None = None):
     """Pass@k against k (log2 axis), one line per configuration (`label`) with its 95% band, one panel
     per task. Saves a PNG when `path` is given; returns the matplotlib Figure."""
     df = _as_frame(df_or_runs)
-    plt = _plt()
+    plt = pyplot()
     tasks = list(dict.fromkeys(df["task"])) or ["(no runs)"]
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks) + 2.6, 4.4), squeeze=False)
     labels = list(dict.fromkeys(df["label"])) if not df.empty else []
-    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    color = {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
-    markers = "osD^v<>ph*"
+    color = colors(labels)
     for ax, task in zip(axes[0], tasks):
         sub = df[df["task"] == task] if not df.empty else df
         all_k: set[int] = set()
         ys: list[float] = []
-        for i, (_, row) in enumerate(sub.iterrows()):
+        for _, row in sub.iterrows():
             ks = [k for k in passk_columns(sub) if pd.notna(row.get(f"pass@{k}"))]
             if not ks:
                 continue
             all_k.update(ks)
             y = [row[f"pass@{k}"] for k in ks]
             lab = row["label"]
-            ax.plot(ks, y, marker=markers[labels.index(lab) % len(markers)], ms=4, lw=1.6, color=color[lab],
+            ax.plot(ks, y, marker=MARKERS[labels.index(lab) % len(MARKERS)], ms=4, lw=1.6, color=color[lab],
                     label=lab)
             lo = [row.get(f"pass@{k}_lo") for k in ks]
             hi = [row.get(f"pass@{k}_hi") for k in ks]
@@ -300,21 +242,7 @@ def plot_passk(df_or_runs, path: str | Path | None = None, title: str | None = N
             if all(v is not None and pd.notna(v) for v in lo + hi):
                 ax.fill_between(ks, lo, hi, color=color[lab], alpha=0.12, lw=0)
                 ys += lo + hi
-        ax.set_xscale("log", base=2)
-        if all_k:
-            ticks = sorted(all_k)
-            ax.set_xticks(ticks)
-            ax.set_xticklabels([str(k) for k in ticks])
-            ax.set_xlim(min(ticks) / 1.15, max(ticks) * 1.15)
-        ax.minorticks_off()
-        ax.set_xlabel("k (samples per problem)")
-        ax.set_ylabel("Pass@k")
-        if ys:  # zoom on the data (differences between samplers are often a few points), within [0, 1]
-            lo_y, hi_y = min(ys), max(ys)
-            pad = max(0.03, 0.08 * (hi_y - lo_y))
-            top = min(1.01, hi_y + pad)
-            ax.set_ylim(lo_y - pad if lo_y - pad > 0 else -0.01 * top, top)
-        ax.grid(True, alpha=0.3)
+        k_axis(ax, all_k, ys)
         models = sorted(set(sub["model"].dropna())) if not sub.empty else []
         n_prob = sorted(set(sub["num_problems"].dropna().astype(int))) if "num_problems" in sub else []
         info = [", ".join(models)] if len(models) == 1 else []
@@ -325,58 +253,18 @@ def plot_passk(df_or_runs, path: str | Path | None = None, title: str | None = N
     return finish_figure(fig, axes[0], path, title="95% bands shaded", title_fontsize=8)
 
 
-def finish_figure(fig, axes, path=None, **legend_kw):
-    """One legend for all panels (outside, on the right), tight layout, optional PNG."""
-    import matplotlib.pyplot as plt
-
-    handles, names = [], []
-    for ax in axes:
-        for h, n in zip(*ax.get_legend_handles_labels()):
-            if n not in names:
-                handles.append(h)
-                names.append(n)
-    if handles:
-        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0 - 2.5 / fig.get_figwidth(), 0.5),
-                   fontsize=8, frameon=False, **legend_kw)
-    fig.tight_layout(rect=(0, 0, 1.0 - 2.6 / fig.get_figwidth(), 1))
-    if path is not None:
-        fig.savefig(path, dpi=130, bbox_inches="tight")
-        plt.close(fig)
-    return fig
-
-
 def plot_loss_curves(df_or_runs, path: str | Path | None = None, title: str | None = None):
     """The Distiller's training loss per decode step (averaged over batches) of every run that reports
-    `sampler_telemetry.loss_curve` (ESamp). Returns the Figure, or None when no run has a curve."""
+    `sampler_telemetry.loss_curve` (ESamp), one panel per task. Returns the Figure, or None when no run
+    has a curve."""
     df = _as_frame(df_or_runs)
-    if "loss_curve" not in df or not df["loss_curve"].map(lambda c: bool(c)).any():
+    if "loss_curve" not in df:
         return None
-    plt = _plt()
     sub = df[df["loss_curve"].map(lambda c: bool(c))]
-    tasks = list(dict.fromkeys(sub["task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks) + 2.6, 4.0), squeeze=False)
-    labels = list(dict.fromkeys(sub["label"]))
-    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    for ax, task in zip(axes[0], tasks):
-        values: list[float] = []
-        for _, row in sub[sub["task"] == task].iterrows():
-            curve = [float("nan") if v is None else float(v) for v in row["loss_curve"]]
-            values += [v for v in curve if not math.isnan(v)]
-            ax.plot(range(1, len(curve) + 1), curve, lw=1.3, color=cmap(labels.index(row["label"]) % cmap.N),
-                    label=row["label"])
-        ax.set_xlabel("training step (from the 2nd generated token)")
-        ax.set_ylabel("Distiller loss (MSE)")
-        ax.set_title(task, fontsize=10)
-        ax.grid(True, alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        if values and min(values) > 0 and max(values) / min(values) > 5:  # log only when it spans decades
-            from matplotlib.ticker import FuncFormatter
-
-            ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else ""))
-    fig.suptitle(title or "ESamp Distiller loss", fontsize=11)
-    return finish_figure(fig, axes[0], path)
+    panels = [(task, "Distiller loss (MSE)", list(zip(g["label"], g["loss_curve"])))
+              for task, g in sub.groupby("task", sort=False, dropna=False)]
+    return plot_step_curves(panels, path, title or "ESamp Distiller loss",
+                            xlabel="training step (from the 2nd generated token)")
 
 
 loss_curves = plot_loss_curves

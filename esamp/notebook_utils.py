@@ -1,7 +1,8 @@
 """Small helpers for the notebooks in `notebooks/` (Pass@k curves, creative-writing diversity).
 
-The heavy lifting (reading every results.json, flattening it, labelling runs, the Pass@k and Distiller-loss
-plots) lives in :mod:`esamp.aggregate`; this module adds what the notebooks need on top of it:
+The heavy lifting lives elsewhere: reading runs and the figure helpers in :mod:`esamp.analysis`, the run table
+(flattening, labelling) and the Pass@k and Distiller-loss plots in :mod:`esamp.aggregate`. This module adds
+what the notebooks need on top of them:
 
 * where to read from / write to: ``ESAMP_RESULTS_DIR`` (default: the repo's ``results/``) and
   ``ESAMP_FIGURES_DIR`` (PNG copies of the figures; unset: figures are only shown inline);
@@ -11,7 +12,6 @@ plots) lives in :mod:`esamp.aggregate`; this module adds what the notebooks need
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from esamp.aggregate import (KEY_HYPERPARAMETERS, add_labels, collect, finish_figure, hyperparameter_columns,
-                             passk_columns)
+from esamp.aggregate import add_labels, collect, passk_columns, shown_hyperparameters
+from esamp.analysis import colors, finish_figure, fmt_value, plot_step_curves, pyplot, read_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DIVERSITY_METRICS = ["vendi", "pairwise_cosine", "distinct_1", "distinct_2", "distinct_3", "self_bleu", "perplexity"]
@@ -28,21 +28,6 @@ DIVERSITY_METRICS = ["vendi", "pairwise_cosine", "distinct_1", "distinct_2", "di
 DIRECTION = {"vendi": "↑ diverse", "pairwise_cosine": "↓ diverse", "distinct_1": "↑ diverse",
              "distinct_2": "↑ diverse", "distinct_3": "↑ diverse", "self_bleu": "↓ diverse",
              "perplexity": "↓ coherent"}
-
-
-def _plt():
-    import matplotlib.pyplot as plt  # the notebook's backend (inline), or $MPLBACKEND
-
-    return plt
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def _varying(df: pd.DataFrame, col: str) -> bool:
-    """Whether `col` takes more than one value among the runs that have it."""
-    return df[col].dropna().map(lambda v: json.dumps(v, default=str)).nunique() > 1
 
 
 class NoRunsError(FileNotFoundError):
@@ -117,19 +102,9 @@ def diversity_runs(root: str | Path) -> pd.DataFrame:
     return _relabel(df[df["vendi"].notna()])
 
 
-def _results_json(run_dir: str) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / "results.json").read_text())
-
-
 def run_json(row: pd.Series) -> dict[str, Any]:
     """The full results.json of one table row (lists such as curves are not in the table)."""
-    return _results_json(str(row["run_dir"]))
-
-
-def _shown_hyperparameters(df: pd.DataFrame) -> list[str]:
-    """Key settings that are set for some run, plus any other setting that varies between runs."""
-    return [c for c in hyperparameter_columns(df)
-            if (c in KEY_HYPERPARAMETERS and df[c].notna().any()) or _varying(df, c)]
+    return read_results(str(row["run_dir"]))
 
 
 def _blank_model(df: pd.DataFrame, cols: list[str]) -> list[str]:
@@ -141,7 +116,7 @@ def passk_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run: task, model, sampler, its key settings, n, problems, Pass@1..n, accuracy (mean
     per-sample correctness), the Distiller's last loss (ESamp), tokens/s. Indexed by the run label."""
     ks = passk_columns(df)
-    cols = ["task", "model", "sampler", *_shown_hyperparameters(df), "n", "num_problems",
+    cols = ["task", "model", "sampler", *shown_hyperparameters(df), "n", "num_problems",
             *[f"pass@{k}" for k in ks], "accuracy", "esamp.last_loss", "tokens_per_second"]
     out = df.set_index("label")[_blank_model(df, cols)]
     return out.rename(columns={"num_problems": "problems", "tokens_per_second": "tok/s",
@@ -151,7 +126,7 @@ def passk_table(df: pd.DataFrame) -> pd.DataFrame:
 def diversity_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per creative-writing run: sampler, settings, n, prompts, Vendi, pairwise cosine,
     distinct-1/2/3, self-BLEU, perplexity, tokens/s. Column names say which way is better."""
-    cols = ["model", "sampler", *_shown_hyperparameters(df), "n", "prompts", *DIVERSITY_METRICS,
+    cols = ["model", "sampler", *shown_hyperparameters(df), "n", "prompts", *DIVERSITY_METRICS,
             "tokens_per_second"]
     out = df.set_index("label")[_blank_model(df, cols)]
     return out.rename(columns={**{m: f"{m} ({d})" for m, d in DIRECTION.items()}, "tokens_per_second": "tok/s"})
@@ -166,43 +141,14 @@ def style(table: pd.DataFrame, digits: int = 3):
 
 
 # ------------------------------------------------------------------------------------------ plots
-def _colors(labels: list[str]):
-    plt = _plt()
-    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    return {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
-
-
-def _legend_right(fig, axes) -> None:
-    finish_figure(fig, axes)
-
-
 def plot_error_norm_curves(df: pd.DataFrame, title: str | None = None):
     """ESamp's prediction-error norm ||h_deep - Distiller(h_shallow)|| per decode step (the novelty signal
     that steers sampling), one line per run, one panel per task. None when no run reports the curve."""
-    curves = []
-    for _, row in df.iterrows():
-        telemetry = run_json(row).get("sampler_telemetry") or {}
-        curve = telemetry.get("error_norm_curve")
-        if curve:
-            curves.append((row["task"], row["label"], [float("nan") if v is None else float(v) for v in curve]))
-    if not curves:
-        return None
-    plt = _plt()
-    tasks = list(dict.fromkeys(t for t, _, _ in curves))
-    color = _colors(list(dict.fromkeys(lab for _, lab, _ in curves)))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks) + 2.6, 4.0), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for t, lab, curve in curves:
-            if t == task:
-                ax.plot(range(1, len(curve) + 1), curve, lw=1.3, color=color[lab], label=lab)
-        ax.set_xlabel("decode step")
-        ax.set_ylabel("mean prediction-error norm")
-        ax.set_title(task, fontsize=10)
-        ax.grid(True, alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.suptitle(title or "ESamp Distiller prediction-error norm (novelty signal)", fontsize=11)
-    _legend_right(fig, axes[0])
-    return fig
+    curves = [(row["task"], row["label"], (run_json(row).get("sampler_telemetry") or {}).get("error_norm_curve"))
+              for _, row in df.iterrows()]
+    tasks = list(dict.fromkeys(t for t, _, c in curves if c))
+    panels = [(t, "mean prediction-error norm", [(lab, c) for tt, lab, c in curves if tt == t and c]) for t in tasks]
+    return plot_step_curves(panels, None, title or "ESamp Distiller prediction-error norm (novelty signal)")
 
 
 def point_label(row: pd.Series) -> str:
@@ -210,7 +156,7 @@ def point_label(row: pd.Series) -> str:
     lab = str(row["label"])
     beta = row.get("beta")
     if row.get("sampler") == "esamp" and "beta=" not in lab and beta is not None and pd.notna(beta):
-        lab += f" β={_fmt(beta)}"
+        lab += f" β={fmt_value(beta)}"
     return lab
 
 
@@ -224,9 +170,9 @@ def plot_diversity_vs_coherence(df: pd.DataFrame, title: str | None = None):
     sub = sub[sub["perplexity"].map(lambda v: math.isfinite(float(v)))]
     if sub.empty:
         return None
-    plt = _plt()
+    plt = pyplot()
     labels = [point_label(r) for _, r in sub.iterrows()]
-    color = _colors(list(dict.fromkeys(sub["sampler"].astype(str))))
+    color = colors(list(dict.fromkeys(sub["sampler"].astype(str))))
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.6), squeeze=False)
     x = sub["perplexity"].astype(float).to_numpy()
     ys = [("vendi", sub["vendi"].astype(float).to_numpy(), "Vendi score (effective # distinct samples)"),
@@ -320,8 +266,8 @@ def plot_divergence(df: pd.DataFrame, title: str | None = None):
     curves = divergence_curves(df)
     if not curves:
         return None
-    plt = _plt()
-    color = _colors([lab for lab, _, _ in curves])
+    plt = pyplot()
+    color = colors([lab for lab, _, _ in curves])
     fig, ax = plt.subplots(figsize=(8.6, 4.4))
     markers = "osD^v<>ph*"
     for i, (lab, pos, val) in enumerate(curves):
@@ -334,5 +280,5 @@ def plot_divergence(df: pd.DataFrame, title: str | None = None):
     ax.set_ylabel("mean pairwise cosine of prefixes  (↓ more divergent)")
     ax.grid(True, alpha=0.3)
     ax.set_title(title or "Divergence over position, creative writing", fontsize=11)
-    _legend_right(fig, [ax])
+    finish_figure(fig, [ax])
     return fig

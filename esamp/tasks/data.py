@@ -82,10 +82,37 @@ def resolve(task: str, sources: list[tuple[str, Callable[[], Any]]]) -> tuple[st
 
 
 def select_rows(rows: list[dict], subset: dict | None, limit: int | None) -> list[dict]:
-    """`subset`: {"level": [1, 2], "subject": ["Algebra"]} keeps rows matching every given key."""
-    for key, allowed in (subset or {}).items():
+    """`subset`: {"level": [1, 2], "subject": ["Algebra"]} keeps rows matching every given key.
+    {"ids_file": path} keeps the rows whose id is listed in that file (`scripts/select_problems.py` writes
+    one, committed with its experiment); see `read_ids_file`."""
+    subset = dict(subset or {})
+    if subset.get("ids_file"):
+        field, ids = read_ids_file(subset.pop("ids_file"), subset.pop("id_field", None))
+        have = {str(r.get(field)) for r in rows}
+        missing = [i for i in ids if i not in have]
+        if missing:  # a silently smaller experiment would not be the committed one
+            raise ValueError(f"{len(missing)} of {len(ids)} ids in the ids file are not in this data "
+                             f"(field {field!r}), e.g. {missing[:3]}: another data source or version?")
+        subset[field] = ids
+    subset.pop("id_field", None)
+    for key, allowed in subset.items():
         if isinstance(allowed, (str, int)):
             allowed = [allowed]
         allowed = {str(a) for a in allowed}
         rows = [r for r in rows if str(r.get(key)) in allowed]
     return rows[:limit] if limit is not None else rows
+
+
+def read_ids_file(path: str | Path, id_field: str | None = None) -> tuple[str, list[str]]:
+    """(field, ids) from a JSON file: {"id_field": "unique_id", "ids": [...]} (as select_problems.py
+    writes), or a bare list of ids (field `id_field`, default "unique_id"). A relative path is taken from
+    the working directory, else from the repository root (run.py keeps the working directory)."""
+    p = Path(path).expanduser()
+    if not p.is_absolute() and not p.exists():
+        p = Path(__file__).resolve().parents[2] / p
+    if not p.exists():
+        raise DataNotFound(f"task.subset.ids_file={str(path)!r} does not exist")
+    data = json.loads(p.read_text())
+    if isinstance(data, dict):
+        return id_field or data.get("id_field") or "unique_id", [str(i) for i in data["ids"]]
+    return id_field or "unique_id", [str(i) for i in data]
