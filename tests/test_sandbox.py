@@ -500,3 +500,84 @@ def test_result_pipe_and_isolation_are_json_serialisable():
     r = run_untrusted("pass")
     json.dumps(r.isolation)
     assert r.elapsed > 0 and r.returncode == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# the judge: the test runs in a trusted process and sees the candidate only through literal data
+# --------------------------------------------------------------------------------------------------
+
+def test_candidate_values_cross_as_exact_literal_data():
+    test = textwrap.dedent(
+        """
+        import math
+        def check(candidate):
+            sent = [1, (2, 3), {4}, frozenset({5}), {"k": (6,), 7: [8]}, b"\\x00\\xff", 1 + 2j, 2 ** 200,
+                    -0.0, float("inf"), None, True, "\\u00e9\\n", [[[]]]]
+            v = candidate(sent)
+            assert v == sent and v is not sent
+            assert [type(x) for x in v] == [type(x) for x in sent]
+            assert list(v[4]) == ["k", 7] and type(v[4]["k"]) is tuple
+            assert math.copysign(1.0, v[8]) == -1.0 and v[11] is True
+            assert math.isnan(candidate(float("nan")))
+            assert candidate(x=3, y=(4,)) == {"x": 3, "y": (4,)}  # keyword arguments
+        """
+    )
+    program = "def echo(*args, **kwargs):\n    return args[0] if args else kwargs\n"
+    r = run_untrusted(program, test=test, entry_point="echo")
+    assert r.passed, (r.error, r.stderr)
+    assert not run_untrusted("def echo(*a, **k):\n    return 1\n", test=test, entry_point="echo").passed
+
+
+def test_arguments_are_copies():
+    test = "def check(candidate):\n    xs = [0]\n    assert candidate(xs) == 2\n    assert xs == [0]\n"
+    r = run_untrusted("def grow(xs):\n    xs.append(1)\n    return len(xs)\n", test=test, entry_point="grow")
+    assert r.passed, r.error
+
+
+def test_exceptions_reach_the_test_as_builtin_types():
+    program = textwrap.dedent(
+        """
+        class Custom(Exception):
+            pass
+        def f(x):
+            if x < 0:
+                raise ValueError("negative")
+            if x == 0:
+                raise Custom("zero")
+            return x
+        """
+    )
+    test = textwrap.dedent(
+        """
+        def check(candidate):
+            try:
+                candidate(-1)
+            except ValueError as e:
+                assert str(e) == "negative"
+            else:
+                assert False
+            try:
+                candidate(0)
+            except ValueError:
+                assert False, "only builtin exception types are rebuilt as themselves"
+            except Exception as e:
+                assert str(e) == "Custom: zero"
+            assert candidate(5) == 5
+        """
+    )
+    assert run_untrusted(program, test=test, entry_point="f").passed
+    r = run_untrusted(program.replace('"negative"', '"oops"'), test=test, entry_point="f")
+    assert not r.passed and r.error.startswith("AssertionError"), r.error
+
+
+def test_a_lost_candidate_fails_even_if_the_test_swallows_it():
+    test = "def check(candidate):\n    try:\n        candidate(1)\n    except BaseException:\n        pass\n"
+    assert run_untrusted("def f(x):\n    return x\n", test=test, entry_point="f").passed
+    r = run_untrusted("import os\ndef f(x):\n    os._exit(0)\n", test=test, entry_point="f")
+    assert not r.passed and r.status == "failed", r
+
+
+def test_endless_call_times_out():
+    t0 = time.monotonic()
+    r = check("def add(a, b):\n    while True:\n        pass\n", timeout=1.5)
+    assert not r.passed and r.status == "timeout" and time.monotonic() - t0 < 1.5 + 2.0, r

