@@ -42,6 +42,49 @@ def model_and_prompts(model_yaml: str, device: str, num_prompts: int):
     return lm, prompts, [f"bench/{i}" for i in range(num_prompts)]
 
 
+def linear_shapes(model) -> list[tuple[int, int]]:
+    """(in, out) of every weight matmul a decode step runs once per token: the transformer's nn.Linear layers
+    and the LM head (embedding lookups are not matmuls)."""
+    shapes = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    head = model.get_output_embeddings()
+    if head is not None and not isinstance(head, torch.nn.Linear):
+        shapes.append((head.weight.shape[1], head.weight.shape[0]))
+    return shapes
+
+
+def flops_per_token(model) -> float:
+    """Model FLOPs per generated token: 2 x the weight-matmul parameters incl. the LM head (attention over the
+    context is left out: at these lengths it is a few percent, and it is not what a GEMM peak measures)."""
+    return float(sum(2 * i * o for i, o in linear_shapes(model)))
+
+
+def gemm_peak(model, rows: int, device="cpu", repeats: int = 30) -> dict:
+    """The bf16 (model dtype) GEMM rate at this model's decode shapes with `rows` rows, measured now, in this
+    process: the best (in, out) shape's median rate (the roofline a decode step can reach) and the rate of the
+    whole step's matmuls run back to back (what a perfect implementation would get at this batch size)."""
+    dtype = next(model.parameters()).dtype
+    shapes = sorted(set(linear_shapes(model)))
+    counts = {s: linear_shapes(model).count(s) for s in shapes}
+    best, step_time = 0.0, 0.0
+    for k, n in shapes:
+        x = torch.randn(rows, k, dtype=dtype, device=device)
+        w = torch.randn(n, k, dtype=dtype, device=device)
+        for _ in range(3):
+            torch.nn.functional.linear(x, w)
+        times = []
+        for _ in range(repeats):
+            sync(device)
+            t0 = time.perf_counter()
+            torch.nn.functional.linear(x, w)
+            sync(device)
+            times.append(time.perf_counter() - t0)
+        t = statistics.median(times)
+        best = max(best, 2 * rows * k * n / t)
+        step_time += t * counts[(k, n)]
+    return {"rows": rows, "peak_flops": best, "step_gemm_flops": flops_per_token(model) * rows / step_time,
+            "shapes": len(shapes)}
+
+
 def sync(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
@@ -66,12 +109,16 @@ def interleaved(arms: dict[str, Callable[[], int]], repeats: int, device="cpu", 
     return rates
 
 
-def ratio_table(rates: dict[str, list[float]], baseline: str) -> str:
-    """Per-arm median tokens/s, and per-round ratios to the baseline (min / median / max)."""
-    lines = [f"{'arm':<28}{'median tok/s':>14}{'ratio min':>11}{'median':>9}{'max':>9}"]
+def ratio_table(rates: dict[str, list[float]], baseline: str, flops_token: float | None = None,
+                peak: float | None = None) -> str:
+    """Per-arm median tokens/s, per-round ratios to the baseline (min / median / max), and with `flops_token`
+    and `peak` the model-FLOP utilisation (median tokens/s x FLOPs per token / GEMM peak)."""
+    mfu = flops_token is not None and peak
+    lines = [f"{'arm':<28}{'median tok/s':>14}{'ratio min':>11}{'median':>9}{'max':>9}" + (f"{'MFU':>8}" if mfu else "")]
     base = rates[baseline]
     for name, vals in rates.items():
         ratios = [v / b for v, b in zip(vals, base)]
-        lines.append(f"{name:<28}{statistics.median(vals):>14.1f}{min(ratios):>11.4f}"
-                     f"{statistics.median(ratios):>9.4f}{max(ratios):>9.4f}")
+        med = statistics.median(vals)
+        lines.append(f"{name:<28}{med:>14.1f}{min(ratios):>11.4f}{statistics.median(ratios):>9.4f}"
+                     f"{max(ratios):>9.4f}" + (f"{med * flops_token / peak:>8.3f}" if mfu else ""))
     return "\n".join(lines)

@@ -123,6 +123,13 @@ class DistillerBank(nn.Module):
 
     @torch.inference_mode(False)
     @torch.no_grad()
+    def select_slots(self, keep: Tensor) -> None:
+        """Keep only slots ``keep`` (in that order): prompts left the batch and nothing took their slots."""
+        for p in self.parameters():
+            p.data = p.data.index_select(0, keep)
+
+    @torch.inference_mode(False)
+    @torch.no_grad()
     def resize(self, num_slots: int) -> None:
         """Change the number of slots (new tensors; weights are left uninitialised until ``reset``)."""
         for name, shape in self._shapes(int(num_slots)).items():

@@ -1,28 +1,34 @@
 """THE decoding loop. Every sampler plugs in here through `esamp.samplers.base.Sampler`.
 
-Layout: a batch holds P prompts x n samples = B rows, prompt-major (row = prompt * n + sample).
-- Prefill runs once per prompt (P rows, left padded) and the KV cache is then repeated n times: the n
-  samples of a prompt share its prompt computation.
-- Each step feeds one token per active row with the KV cache, an explicit attention mask (zeros on the
-  left padding) and explicit positions (so padding never shifts a row's positions).
-- Randomness is per row: row r's step-t uniform comes from Philox keyed by (seed, problem id, sample
-  index), so a sample depends only on those and on the sampler, never on batch size or neighbours.
-- Finished rows (EOS, stop string, length, or the sampler's own decision) are compacted out of the batch
-  (cache, mask, sampler state) so they stop costing compute.
-- On CUDA the host is consulted only every `sync_every` steps (finished rows, stop strings).
+Layout: the batch has `slots` prompt slots of n rows each (row = slot * n + sample), all decoded together.
+- Continuous batching: when every row of a slot's prompt has finished, the slot takes the next pending prompt
+  (the batch never waits for its longest row). A prompt entering a slot is prefilled on its own (batch 1,
+  no padding) and its K/V are copied into the slot's n rows of a preallocated per-row KV cache
+  (`esamp.kvcache.RowCache`); its first token comes from the prefill's last position.
+- Each decode step feeds one token per row at that row's own position. Rows that finished while other rows of
+  their prompt still run stay in the batch, masked inactive (samplers must not learn from them), until their
+  slot is refilled: rows never move, so no cache is ever copied. When no prompt is pending, a finished slot
+  leaves the batch (one copy) so the tail of a run does not compute dead rows.
+- Randomness is per row: row (prompt, sample)'s step-t uniform comes from Philox keyed by (seed, problem id,
+  sample index) (`esamp.seeding`), so a sample depends only on those and on the sampler, never on which
+  prompts shared its batch or when it entered.
+- Samplers that need the whole batch in lock step (`Sampler.continuous = False`, e.g. beam search) get waves
+  instead: new prompts enter only when every slot is free.
+- On CUDA the host is consulted only every `sync_every` steps (finished rows), except when the task has stop
+  strings: those are checked every step, so no token after a stop is ever trained on or counted.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 
+from esamp.kvcache import RowCache
 from esamp.models import HiddenTaps, LoadedModel
 from esamp.samplers.base import BatchInfo, Sampler, StepView
+from esamp.seeding import row_uniforms
 
 
 @dataclass
@@ -46,44 +52,60 @@ FINISH_REASONS = ("length", "eos", "stop", "sampler")
 class GenerationStats:
     steps: int = 0
     tokens: int = 0          # generated tokens kept in results (up to and including EOS)
-    row_steps: int = 0       # row-steps computed (including finished rows not yet compacted)
+    row_steps: int = 0       # row-steps computed (including finished rows waiting for their prompt)
     seconds: float = 0.0
     prefill_seconds: float = 0.0
-    compactions: int = 0
+    compactions: int = 0     # slots that left the batch (nothing pending to take them)
+    admissions: int = 0      # prompts that entered a slot
 
-
-def problem_key(problem_id: str) -> int:
-    """A stable 63-bit integer for a problem id (Python's hash() is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(str(problem_id).encode(), digest_size=8).digest(), "little") >> 1
-
-
-def row_uniforms(seed: int, problem_ids: Sequence[str], n: int, steps: int) -> torch.Tensor:
-    """(P*n, steps) float64 uniforms; row (p, s) uses Philox seeded by SeedSequence((seed, problem id, sample s))."""
-    out = np.empty((len(problem_ids) * n, steps), dtype=np.float64)
-    for p, pid in enumerate(problem_ids):
-        key = problem_key(pid)
-        for s in range(n):
-            gen = np.random.Generator(np.random.Philox(np.random.SeedSequence([seed, key, s])))
-            out[p * n + s] = gen.random(steps)
-    return torch.from_numpy(out)
-
-
-def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if s:
-            ids[i, width - len(s):] = torch.tensor(s)
-            mask[i, width - len(s):] = 1
-    return ids, mask
+    @classmethod
+    def merged(cls, parts: list["GenerationStats"], parallel: bool = False) -> "GenerationStats":
+        """Totals of several parts of one run: counts add up; times add up for parts run one after the
+        other, and are the slowest part's for parts run in parallel (shards), so tokens/s is the total
+        throughput."""
+        total = cls()
+        for part in parts:
+            for key in cls.__dataclass_fields__:
+                old, new = getattr(total, key), getattr(part, key)
+                timed = key in ("seconds", "prefill_seconds") and parallel
+                setattr(total, key, max(old, new) if timed else old + new)
+        return total
 
 
 @dataclass
 class GenerationOutput:
     prompts: list[list[RowResult]]  # per prompt, its n rows in sample order
-    telemetry: dict                 # the sampler's end-of-batch report (ESamp: Distiller loss, ...)
+    telemetry: dict                 # the sampler's end-of-run report (ESamp: Distiller loss, ...)
     stats: GenerationStats
+
+
+class _Batch:
+    """The loop's per-row state. `slot_prompt[g]` is the prompt index in slot g (None: free)."""
+
+    def __init__(self, slots: int, n: int, max_new: int, device):
+        rows = slots * n
+        self.n, self.max_new = n, max_new
+        self.slot_prompt: list[int | None] = [None] * slots
+        self.slot_step = [0] * slots             # tokens generated so far by the slot's prompt
+        self.slot_length = [0] * slots           # tokens in the cache of the slot's rows (host copy)
+        self.history = torch.zeros((rows, max_new), dtype=torch.long, device=device)
+        self.uniforms = torch.zeros((rows, max_new), dtype=torch.float64, device=device)
+        self.gen_len = torch.full((rows,), max_new, dtype=torch.long, device=device)
+        self.why = torch.zeros(rows, dtype=torch.long, device=device)
+        self.active = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.last = torch.zeros(rows, dtype=torch.long, device=device)
+        self.row_ids = torch.arange(rows, device=device)  # the sampler's batch row id of each row
+        self.step = torch.zeros(rows, dtype=torch.long, device=device)  # step index of each row's next token
+
+    def rows_of(self, g: int) -> slice:
+        return slice(g * self.n, (g + 1) * self.n)
+
+    def select(self, keep_slots: list[int], keep: torch.Tensor) -> None:
+        for name in ("history", "uniforms", "gen_len", "why", "active", "last", "row_ids", "step"):
+            setattr(self, name, getattr(self, name).index_select(0, keep))
+        for name in ("slot_prompt", "slot_step", "slot_length"):
+            values = getattr(self, name)
+            setattr(self, name, [values[g] for g in keep_slots])
 
 
 def generate(
@@ -94,123 +116,162 @@ def generate(
     *,
     max_new_tokens: int,
     seed: int = 0,
+    batch_prompts: int | None = None,
     stop_strings: Sequence[str] = (),
     ignore_eos: bool = False,
     sync_every: int | None = None,
     on_prompt_done: Callable[[int, list[RowResult]], None] | None = None,
 ) -> GenerationOutput:
-    """Generate `sampler.n` completions for every prompt (already rendered text).
-    `on_prompt_done(prompt_index, rows)` fires as soon as all n rows of a prompt are finished."""
+    """Generate `sampler.n` completions for every prompt (already rendered text), `batch_prompts` prompts
+    in flight at a time (default: all). `on_prompt_done(prompt_index, rows)` fires as soon as all n rows of
+    a prompt are finished."""
     if len(prompts) != len(problem_ids):
         raise ValueError("prompts and problem_ids differ in length")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} is invalid: allowed values are integers >= 1")
+    if stop_strings and sampler.handles_eos:
+        raise ValueError(f"sampler {sampler.name} decides where its rows end (beam search): stop strings are not "
+                         "supported with it, since they would retire single beams of a prompt")
     stats = GenerationStats()
     device, n, P = lm.device, sampler.n, len(prompts)
-    B = P * n
-    sync_every = sync_every or (8 if device.type == "cuda" else 1)
+    slots = max(1, min(batch_prompts or P, P))
+    sync_every = 1 if stop_strings else (sync_every or (8 if device.type == "cuda" else 1))
     tok = lm.tokenizer
     eos = torch.tensor(lm.eos_token_ids, device=device)
     stop_on_eos = not (ignore_eos or sampler.handles_eos)
-
-    uniforms = row_uniforms(seed, problem_ids, n, max_new_tokens).to(device)
-    ids, mask = _left_pad([lm.encode(p) for p in prompts], tok.pad_token_id)
-    ids, mask = ids.to(device), mask.to(device)
-
-    sampler.begin(BatchInfo(lm=lm, num_prompts=P, n=n, max_new_tokens=max_new_tokens, device=device,
-                            problem_ids=tuple(problem_ids), seed=seed))
-    taps = HiddenTaps(lm, sampler.taps) if sampler.taps else None
-    history = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)  # indexed by batch row
-    gen_len = torch.full((B,), max_new_tokens, dtype=torch.long, device=device)
-    why = torch.zeros(B, dtype=torch.long, device=device)  # index into FINISH_REASONS
+    encoded = [lm.encode(p) for p in prompts]
+    if any(len(e) == 0 for e in encoded):
+        raise ValueError("an empty prompt cannot be generated from (no position to start at)")
     results: list[list[RowResult | None]] = [[None] * n for _ in range(P)]
-    remaining = [n] * P
+    pending = list(range(P))
+    if not P:
+        return GenerationOutput(prompts=[], telemetry={}, stats=stats)
 
-    def report(batch_rows: list[int]) -> None:
-        """Host side: decode finished rows; fire the callback for prompts whose rows are all done."""
-        lengths, reasons = gen_len[batch_rows].tolist(), why[batch_rows].tolist()
-        for r, length, code in zip(batch_rows, lengths, reasons):
-            p, s = divmod(r, n)
-            toks = history[r, :length].tolist()
+    width = max(len(e) for e in encoded) + max_new_tokens
+    taps = HiddenTaps(lm, sampler.taps) if sampler.taps else None
+    cache: RowCache | None = None
+    batch: _Batch | None = None
+    t0 = time.perf_counter()
+
+    def begin_wave() -> None:
+        """Fresh batch state for up to `slots` prompts (once, or per wave for lock-step samplers)."""
+        nonlocal cache, batch
+        wave = pending[: slots]
+        cache = RowCache(lm.model, len(wave) * n, width, device, lm.dtype)
+        batch = _Batch(len(wave), n, max_new_tokens, device)
+        sampler.begin(BatchInfo(lm=lm, num_prompts=len(wave), n=n, max_new_tokens=max_new_tokens, device=device,
+                                problem_ids=tuple(problem_ids[p] for p in wave), seed=seed))
+        for g in range(len(wave)):
+            admit(g)
+
+    def admit(g: int) -> None:
+        """Prompt pending[0] enters slot g: prefill alone, copy its K/V into the slot's rows, first token."""
+        p = pending.pop(0)
+        tp = time.perf_counter()
+        rows = batch.rows_of(g)
+        batch.slot_prompt[g], batch.slot_step[g], batch.slot_length[g] = p, 1, len(encoded[p])
+        sampler.admit(g, problem_ids[p])
+        with torch.no_grad():
+            out = lm.decoder(input_ids=torch.tensor([encoded[p]], device=device), use_cache=True)
+        cache.load(torch.arange(rows.start, rows.stop, device=device), out.cache, len(encoded[p]))
+        hidden = out.last_hidden_state[:, -1].expand(n, -1)
+        batch.uniforms[rows] = row_uniforms(seed, [problem_ids[p]], n, max_new_tokens).to(device)
+        batch.gen_len[rows], batch.why[rows], batch.active[rows], batch.step[rows] = max_new_tokens, 0, True, 0
+        view = StepView(step=0, hidden=hidden, uniform=batch.uniforms[rows, 0], rows=batch.row_ids[rows],
+                        active=batch.active[rows], lm=lm, prefill=True, slot=g,
+                        taps=_prefill_taps(taps, hidden, n))
+        record(rows, sampler.choose(view))
+        batch.step[rows] = 1
+        stats.admissions += 1
+        stats.prefill_seconds += time.perf_counter() - tp
+
+    def record(rows: slice, choice) -> None:
+        """Store the chosen tokens of `rows` at each row's step and mark the rows that finish."""
+        last = choice.tokens
+        if choice.parents is not None:  # beam search: rows continue other rows' histories (within a prompt)
+            base = rows.start or 0
+            batch.history[rows] = batch.history[rows][choice.parents]
+            if rows == slice(None):  # at a prefill the slot's rows share one cache: nothing to reorder
+                cache.reorder(choice.parents + base)
+        active, cols = batch.active[rows], batch.step[rows]
+        batch.history[rows] = batch.history[rows].scatter(1, cols.clamp(max=max_new_tokens - 1)[:, None],
+                                                          last[:, None])
+        code = torch.zeros_like(last)
+        if stop_on_eos:
+            code = torch.where(torch.isin(last, eos), 1, code)
+        if choice.finished is not None:
+            code = torch.where(choice.finished, 3, code)
+        newly = (code > 0) & active
+        batch.gen_len[rows] = torch.where(newly, cols + 1, batch.gen_len[rows])
+        batch.why[rows] = torch.where(newly, code, batch.why[rows])
+        batch.active[rows] = active & ~newly
+        batch.last[rows] = last
+
+    def report(g: int) -> None:
+        """Host side: slot g's prompt is done; decode its rows and hand them over."""
+        p, rows = batch.slot_prompt[g], batch.rows_of(g)
+        batch.active[rows] = False
+        lengths, reasons = batch.gen_len[rows].tolist(), batch.why[rows].tolist()
+        history = batch.history[rows].tolist()
+        out = []
+        for s, (length, code) in enumerate(zip(lengths, reasons)):
+            toks = history[s][:length]
             text = tok.decode(toks, skip_special_tokens=True)
             for stop in stop_strings:  # the stop string itself is not part of the completion
                 if (cut := text.find(stop)) >= 0:
                     text = text[:cut]
-            results[p][s] = RowResult(p, s, toks, text, FINISH_REASONS[code])
-            remaining[p] -= 1
-            if remaining[p] == 0:
-                results[p] = sampler.finalize(p, results[p])
-                if on_prompt_done:
-                    on_prompt_done(p, results[p])
+            out.append(RowResult(p, s, toks, text, FINISH_REASONS[code]))
+        results[p] = sampler.finalize(int(batch.row_ids[rows.start]) // n, out)
+        batch.slot_prompt[g] = None
+        if on_prompt_done:
+            on_prompt_done(p, results[p])
 
-    t0 = time.perf_counter()
     try:
-        with torch.no_grad():
-            positions = (mask.cumsum(-1) - 1).clamp_(min=0)
-            out = lm.decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-        cache = out.cache
-        cache.batch_repeat_interleave(n)  # the n samples of a prompt share its prefill
-        hidden = out.last_hidden_state[:, -1].repeat_interleave(n, 0)
-        if taps is not None:
-            taps.repeat(n)
-        mask = mask.repeat_interleave(n, 0)
-        positions = positions[:, -1:].repeat_interleave(n, 0)
-        stats.prefill_seconds = time.perf_counter() - t0
-
-        rows = torch.arange(B, device=device)  # batch row of each row still in the batch
-        active = torch.ones(B, dtype=torch.bool, device=device)
-        finished = torch.zeros(B, dtype=torch.bool, device=device)  # finished, not yet reported
-        for step in range(max_new_tokens):
-            if step > 0:
-                positions = positions + 1
-                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-                with torch.no_grad():
-                    out = lm.decoder(input_ids=last[:, None], attention_mask=mask, position_ids=positions,
-                                     cache=cache, use_cache=True)
-                hidden = out.last_hidden_state[:, -1]
-            view = StepView(step=step, hidden=hidden, uniform=uniforms[rows, step], rows=rows, active=active,
-                            lm=lm, prefill=step == 0, taps=taps.read(hidden) if taps is not None else None)
-            choice = sampler.choose(view)
-            last = choice.tokens
-            if choice.parents is not None:  # beam search: rows continue other rows' histories
-                history[rows] = history[rows[choice.parents]]
-                cache.reorder_cache(choice.parents)
-                mask, positions = mask[choice.parents], positions[choice.parents]
-            history[rows, step] = last
+        begin_wave()
+        since_sync = 0
+        while True:
+            since_sync += 1
+            at_limit = [g for g, s in enumerate(batch.slot_step) if s >= max_new_tokens]  # all rows: "length"
+            if at_limit or since_sync >= sync_every:
+                since_sync = 0
+                if stop_strings:
+                    _check_stop_strings(tok, batch, stop_strings)
+                alive = batch.active.view(-1, n).any(1).tolist()
+                for g in [g for g in range(len(alive)) if not alive[g] or g in at_limit]:
+                    report(g)
+                free = [g for g, p in enumerate(batch.slot_prompt) if p is None]
+                if free and pending and sampler.continuous:
+                    for g in free[: len(pending)]:
+                        admit(g)
+                elif pending and len(free) == len(batch.slot_prompt):  # lock-step sampler: next wave
+                    begin_wave()
+                free = [g for g, p in enumerate(batch.slot_prompt) if p is None]
+                if len(free) == len(batch.slot_prompt):
+                    break
+                if free:  # nothing takes these slots: they leave the batch
+                    keep_slots = [g for g, p in enumerate(batch.slot_prompt) if p is not None]
+                    keep = torch.cat([torch.arange(g * n, (g + 1) * n, device=device) for g in keep_slots])
+                    cache.select(keep)
+                    sampler.select_rows(keep)
+                    batch.select(keep_slots, keep)
+                    stats.compactions += len(free)
+            # ---- one decode step of every row, each at its own position ----
+            span = max(length + step for length, step in zip(batch.slot_length, batch.slot_step))
+            mask = cache.begin_step(span)
+            with torch.no_grad():
+                out = lm.decoder(input_ids=batch.last[:, None], attention_mask=mask,
+                                 position_ids=cache.length[:, None], cache=cache, use_cache=True)
+            cache.end_step()
+            hidden = out.last_hidden_state[:, -1]
+            uniform = batch.uniforms.gather(1, batch.step.clamp(max=max_new_tokens - 1)[:, None]).squeeze(1)
+            view = StepView(step=batch.slot_step[0], hidden=hidden, uniform=uniform, rows=batch.row_ids,
+                            active=batch.active, lm=lm, taps=taps.read(hidden) if taps is not None else None,
+                            row_steps=batch.step)
+            record(slice(None), sampler.choose(view))
+            batch.step += 1
+            batch.slot_step = [s + 1 for s in batch.slot_step]
             stats.steps += 1
-            stats.row_steps += rows.numel()
-
-            code = torch.zeros_like(rows)
-            if stop_on_eos:
-                code = torch.where(torch.isin(last, eos), 1, code)
-            if choice.finished is not None:
-                code = torch.where(choice.finished, 3, code)
-            newly = (code > 0) & active
-            gen_len[rows] = torch.where(newly, step + 1, gen_len[rows])
-            why[rows] = torch.where(newly, code, why[rows])
-            active, finished = active & ~newly, finished | newly
-
-            last_step = step == max_new_tokens - 1
-            if (step + 1) % sync_every and not last_step:
-                continue
-            # ---- host sync point: stop strings, finished rows, compaction ----
-            if stop_strings:
-                _check_stop_strings(tok, history, rows, active, finished, gen_len, why, step, stop_strings)
-                active = active & ~finished
-            done = finished.nonzero().squeeze(-1)
-            if done.numel():
-                report(rows[done].tolist())
-            if last_step or not bool(active.any()):
-                break
-            if done.numel():  # compaction: finished rows leave the cache and every per-row tensor
-                keep = active.nonzero().squeeze(-1)
-                cache.batch_select_indices(keep)
-                sampler.select_rows(keep)
-                rows, active, mask, positions, last = rows[keep], active[keep], mask[keep], positions[keep], \
-                    last[keep]
-                finished = torch.zeros_like(active)
-                stats.compactions += 1
-        report(rows[active].tolist())
+            stats.row_steps += batch.active.numel()
     finally:
         if taps is not None:
             taps.remove()
@@ -220,11 +281,19 @@ def generate(
     return GenerationOutput(prompts=results, telemetry=telemetry, stats=stats)  # type: ignore[arg-type]
 
 
-def _check_stop_strings(tok, history, rows, active, finished, gen_len, why, step, stop_strings) -> None:
-    """Mark rows whose recent text contains a stop string (decodes only a tail window)."""
-    lo = max(0, step + 1 - 48)
-    for i in active.nonzero().squeeze(-1).tolist():
-        r = int(rows[i])
-        tail = tok.decode(history[r, lo: step + 1].tolist(), skip_special_tokens=True)
+def _prefill_taps(taps, hidden, n):
+    if taps is None:
+        return None
+    taps.repeat(n)
+    return taps.read(hidden)
+
+
+def _check_stop_strings(tok, batch: _Batch, stop_strings) -> None:
+    """Mark active rows whose recent text contains a stop string (decodes only a tail window). Runs every
+    step when stop strings are set, so the stop is caught at the token that completes it."""
+    for r in batch.active.nonzero().squeeze(-1).tolist():
+        step = int(batch.step[r])
+        lo = max(0, step - 48)
+        tail = tok.decode(batch.history[r, lo:step].tolist(), skip_special_tokens=True)
         if any(s in tail for s in stop_strings):
-            finished[i], gen_len[r], why[r] = True, step + 1, 2
+            batch.active[r], batch.gen_len[r], batch.why[r] = False, step, 2

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def build(cfg: DictConfig, key: str):
         raise ConfigError(str(cause)) from cause
 
 
-def validate(cfg: DictConfig, sampler) -> list[int]:
+def validate(cfg: DictConfig, sampler, task=None) -> list[int]:
     """Checks that need more than one group. Returns the k values of the Pass@k curve."""
     n = sampler.n
     gen = cfg.generation
@@ -46,6 +47,9 @@ def validate(cfg: DictConfig, sampler) -> list[int]:
     if not isinstance(cfg.task.max_new_tokens, int) or cfg.task.max_new_tokens < least:
         raise ConfigError(f"task.max_new_tokens={cfg.task.max_new_tokens!r} is invalid: allowed values are integers "
                           f">= {least} (sampler {sampler.name})")
+    if sampler.handles_eos and task is not None and task.stop_strings:
+        raise ConfigError(f"sampler={sampler.name} with task={cfg.task.name}: the task ends completions at stop "
+                          "strings, which beam search does not support (it decides where its rows end)")
     ks = list(cfg.metrics.ks) if cfg.metrics.get("ks") else default_ks(n)
     bad = [k for k in ks if not isinstance(k, int) or not 1 <= k <= n]
     if bad:
@@ -106,7 +110,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     sampler = build(cfg, "sampler")
     task = build(cfg, "task")
-    ks = validate(cfg, sampler)
+    ks = validate(cfg, sampler, task)
     shards = Shards(cfg)
     out = shards.folder(Path(out_dir or cfg.get("output_dir") or "."))
     out.mkdir(parents=True, exist_ok=True)
@@ -123,25 +127,30 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     task.prepare(lm)
     logger = build(cfg, "logger") if shards.is_main else NullLogger()
     logger.start(OmegaConf.to_container(cfg, resolve=True), out)
-    stats, telemetry = GenerationStats(), []
     bar = tqdm(total=reused + len(todo), initial=reused, desc=f"{task.name} x{sampler.n}",
                unit="problem", dynamic_ncols=True, disable=not shards.is_main)
-    bs = cfg.generation.batch_prompts
-    for start in range(0, len(todo), bs):
-        chunk = todo[start:start + bs]
-        texts = [lm.render(p.prompt) for p in chunk]
+    texts = [lm.render(p.prompt) for p in todo]
+    # Grading (sympy in worker processes, sandboxed code) runs on one thread while decoding goes on; each
+    # problem's records are appended (fsynced) as soon as it is graded.
+    grader = ThreadPoolExecutor(1, thread_name_prefix="esamp-grade")
+    graded: list[Future] = []
 
-        def on_done(i: int, rows: list[RowResult], chunk=chunk, texts=texts) -> None:
-            grades = task.grade_many(chunk[i], [r.text for r in rows])
-            store.append(make_records(chunk[i], texts[i], rows, grades, token_ids=task.store_token_ids))
-            bar.update(1)
+    def grade_and_store(i: int, rows: list[RowResult]) -> None:
+        grades = task.grade_many(todo[i], [r.text for r in rows])
+        store.append(make_records(todo[i], texts[i], rows, grades, token_ids=task.store_token_ids))
+        bar.update(1)
 
-        result = generate(lm, sampler, texts, [p.id for p in chunk], max_new_tokens=cfg.task.max_new_tokens,
-                          seed=cfg.seed, stop_strings=tuple(task.stop_strings),
-                          ignore_eos=cfg.generation.ignore_eos, on_prompt_done=on_done)
-        for key in ("steps", "tokens", "row_steps", "seconds", "prefill_seconds", "compactions"):
-            setattr(stats, key, getattr(stats, key) + getattr(result.stats, key))
-        telemetry.append(result.telemetry)
+    try:
+        # One call: `batch_prompts` prompts in flight, a finished prompt's slot takes the next one at once.
+        result = generate(lm, sampler, texts, [p.id for p in todo], max_new_tokens=cfg.task.max_new_tokens,
+                          seed=cfg.seed, batch_prompts=cfg.generation.batch_prompts,
+                          stop_strings=tuple(task.stop_strings), ignore_eos=cfg.generation.ignore_eos,
+                          on_prompt_done=lambda i, rows: graded.append(grader.submit(grade_and_store, i, rows)))
+    finally:
+        grader.shutdown(wait=True)
+    for fut in graded:
+        fut.result()  # a grading failure is an error of the run, never a silently missing problem
+    stats, telemetry = result.stats, [result.telemetry] if todo else []
     bar.close()
 
     stats, telemetry = shards.gather(stats, telemetry)
@@ -179,7 +188,9 @@ def summarize(cfg, task, sampler, lm, records, ks, stats: GenerationStats, telem
         "timing": {"wall_seconds": wall, "model_load_seconds": lm.load_seconds,
                    "generation_seconds": stats.seconds, "prefill_seconds": stats.prefill_seconds,
                    "tokens_generated": stats.tokens, "decode_steps": stats.steps, "row_steps": stats.row_steps,
-                   "compactions": stats.compactions,
+                   "compactions": stats.compactions, "admissions": stats.admissions,
+                   # kept tokens per computed row-step: what continuous batching wastes on rows that wait
+                   "row_efficiency": stats.tokens / stats.row_steps if stats.row_steps else None,
                    "tokens_per_second": stats.tokens / stats.seconds if stats.seconds else None},
         "sampler_telemetry": sampler.summarize(telemetry),
         "task_metrics": task.summarize(records),

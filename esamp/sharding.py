@@ -85,11 +85,7 @@ class Shards:
         from accelerate.utils import gather_object
 
         parts = gather_object([(vars(stats), telemetry)])
-        total = GenerationStats()
-        for part, _ in parts:
-            for key, value in part.items():
-                old = getattr(total, key)
-                setattr(total, key, max(old, value) if key in ("seconds", "prefill_seconds") else old + value)
+        total = GenerationStats.merged([GenerationStats(**part) for part, _ in parts], parallel=True)
         return total, [t for _, tel in parts for t in tel]
 
     def wait(self) -> None:

@@ -37,21 +37,16 @@ VARIANTS: dict[str, dict] = {
                  weight_decay=0.01, grad_clip=0.0),
 }
 _BANK_KEYS = ("kind", "intermediate", "rank", "init_down")
-_TRAINER_KEYS = ("optimizer", "lr", "eps", "betas", "weight_decay", "grad_clip", "max_steps")
+_TRAINER_KEYS = ("optimizer", "lr", "eps", "betas", "weight_decay", "grad_clip", "max_steps", "loss_reduction")
+LOSS_REDUCTIONS = ("mean", "sum")
 
 
-def clip_grad_norm_per_slot_(grads: list[Tensor], max_norm: float) -> Tensor:
-    """In-place ``torch.nn.utils.clip_grad_norm_`` applied to every slot separately.
-
-    ``grads``: tensors ``[S, ...]``; slot s is clipped by the 2-norm of ``g[s]`` over all tensors, exactly as
-    clip_grad_norm_ would clip a standalone Distiller. Returns the per-slot norms before clipping ``[S]``.
-    """
-    # vector_norm reduces without materialising g**2 (a full-size temporary per tensor on CPU)
-    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]).square().sum(0).sqrt()
-    coef = (max_norm / (norms + CLIP_EPS)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
-    return norms
+def clip_slot_(grads: list[Tensor], max_norm: float) -> Tensor:
+    """In-place ``torch.nn.utils.clip_grad_norm_`` over one slot's gradients (the slot's own 2-norm, exactly
+    as clip_grad_norm_ would clip a standalone Distiller). Returns the norm before clipping."""
+    norm = torch.stack([torch.linalg.vector_norm(g) for g in grads]).square().sum().sqrt()
+    torch._foreach_mul_(grads, (max_norm / (norm + CLIP_EPS)).clamp(max=1.0))
+    return norm
 
 
 class OnlineTrainer:
@@ -85,7 +80,11 @@ class OnlineTrainer:
         grad_clip: float | None = 0.5,
         mode: str = "serial",
         max_steps: int = 4096,
+        loss_reduction: str = "mean",
     ) -> None:
+        if loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(f"unknown loss_reduction {loss_reduction!r}; allowed: {', '.join(LOSS_REDUCTIONS)}")
+        self.loss_reduction = loss_reduction
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
         if mode not in MODES:
@@ -104,11 +103,6 @@ class OnlineTrainer:
             if self.device.type == "cuda":
                 self._side = torch.cuda.Stream(device=self.device)
                 self._fwd_done, self._upd_done = torch.cuda.Event(), torch.cuda.Event()
-            else:
-                # Single-threaded worker: a worker with its own OpenMP team (spinning between updates) was
-                # measured to slow the main thread's model forward by ~30% on 2 cores; with one thread ~8%.
-                self._pool = concurrent.futures.ThreadPoolExecutor(
-                    1, thread_name_prefix="esamp-train", initializer=torch.set_num_threads, initargs=(1,))
         self._init_state()
         self._clear_stats()
 
@@ -133,8 +127,10 @@ class OnlineTrainer:
     def _clear_stats(self) -> None:
         self.train_steps = 0  # host-side count of step() calls
         # rows: loss_sum (sum of active slots' losses), loss_count (#active slots), err_sum (sum of
-        # ||tgt - pred|| over active rows), err_count (#active rows); one column per step.
-        self._stats = torch.zeros(4, self._capacity0, dtype=torch.float32, device=self.device)
+        # ||tgt - pred|| over active rows), err_count (#active rows), rel_err_sum (sum of
+        # ||tgt - pred|| / ||tgt|| over active rows); one column per decode step of the slot's prompt.
+        self._stats = torch.zeros(5, self._capacity0, dtype=torch.float64, device=self.device)
+        self._max_col = torch.tensor(-1, dtype=torch.long, device=self.device)  # last column written
 
     @torch.inference_mode(False)
     def reset(self, num_slots: int | None = None, generator: torch.Generator | None = None,
@@ -148,6 +144,16 @@ class OnlineTrainer:
         self._init_state()
         if clear_stats:
             self._clear_stats()
+
+    @torch.inference_mode(False)
+    def resize(self, num_slots: int) -> None:
+        """``num_slots`` slots with zeroed optimiser state and statistics; weights are drawn per slot later
+        (``reset_slots``), when a prompt takes the slot."""
+        self.synchronize()
+        if int(num_slots) != self.num_slots:
+            self.bank.resize(int(num_slots))
+        self._init_state()
+        self._clear_stats()
 
     @torch.inference_mode(False)
     def reset_slots(self, slots, generator: torch.Generator | None = None) -> None:
@@ -168,19 +174,41 @@ class OnlineTrainer:
             self._pending_cuda = False
 
     def close(self) -> None:
+        """Join the pending update and stop the CPU worker thread (a later async step starts a new one)."""
         self.synchronize()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
 
+    def _worker(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            # Single-threaded worker: a worker with its own OpenMP team (spinning between updates) was
+            # measured to slow the main thread's model forward by ~30% on 2 cores; with one thread ~8%.
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="esamp-train", initializer=torch.set_num_threads, initargs=(1,))
+        return self._pool
+
+    @torch.inference_mode(False)
+    def select_slots(self, keep: Tensor) -> None:
+        """Keep only slots ``keep`` (weights, moments, step counts): their prompts left the batch."""
+        self.synchronize()
+        keep = keep.to(self.device)
+        self.bank.select_slots(keep)
+        self._params = list(self.bank.parameters())
+        self._exp_avg = [m.index_select(0, keep) for m in self._exp_avg]
+        self._exp_avg_sq = [v.index_select(0, keep) for v in self._exp_avg_sq]
+        self._slot_steps = self._slot_steps.index_select(0, keep)
+
     # ---------------------------------------------------------------- the per-decode-step call
     @torch.inference_mode(False)
-    def step(self, src: Tensor, tgt: Tensor, mask: Tensor | None = None) -> Tensor:
+    def step(self, src: Tensor, tgt: Tensor, mask: Tensor | None = None, slot_steps: Tensor | None = None) -> Tensor:
         """Predict ``D(src)`` with the current weights, then train one step on ``(src, tgt)``.
 
         ``src, tgt: [S, R, H]`` (any float dtype; cast to float32), ``mask: [S, R]`` bool, True = active row
-        (None = all active). Returns the float32 prediction ``[S, R, H]``, detached. Inactive rows still get
-        a prediction but never touch the update (their values may be garbage, even NaN/inf).
+        (None = all active). ``slot_steps: [S]`` long: the decode step each slot's prompt is at (the loss
+        curve is indexed by it; None = this call's index). Returns the float32 prediction ``[S, R, H]``,
+        detached. Inactive rows still get a prediction but never touch the update (their values may be
+        garbage, even NaN/inf).
         """
         self.synchronize()  # serial semantics: this prediction sees the previous update
         S, H = self.num_slots, self.bank.hidden
@@ -191,14 +219,19 @@ class OnlineTrainer:
         elif mask.shape != src.shape[:2]:
             raise ValueError(f"mask must be [S, R] = {tuple(src.shape[:2])}; got {tuple(mask.shape)}")
         t = self.train_steps
-        if t >= self._stats.shape[1]:  # grow the loss buffers (host-side decision, no sync)
-            self._stats = torch.cat([self._stats, torch.zeros_like(self._stats)], dim=1)
+        if slot_steps is None:
+            slot_steps = torch.full((S,), t, dtype=torch.long, device=self.device)
+            while t >= self._stats.shape[1]:  # grow the loss buffers (host-side decision, no sync)
+                self._stats = torch.cat([self._stats, torch.zeros_like(self._stats)], dim=1)
+        else:  # the caller's steps are < max_steps, the buffers' size
+            slot_steps = slot_steps.to(self.device).clamp(max=self._stats.shape[1] - 1)
+        self._max_col = torch.maximum(self._max_col, slot_steps.max())
 
         if self._side is not None:  # CUDA async
             cur = torch.cuda.current_stream(self.device)
             self._side.wait_stream(cur)  # inputs were produced on the caller's stream
             with torch.cuda.stream(self._side):
-                pred, loss, active = self._forward_loss(src, tgt, mask, t)
+                pred, loss, active = self._forward_loss(src, tgt, mask, slot_steps)
                 self._fwd_done.record(self._side)
             cur.wait_event(self._fwd_done)  # the caller needs only the prediction
             # Caller-owned inputs were read on the side stream; the prediction was allocated there and is
@@ -212,15 +245,15 @@ class OnlineTrainer:
                 self._upd_done.record(self._side)
             self._pending_cuda = True
         else:
-            pred, loss, active = self._forward_loss(src, tgt, mask, t)
-            if self._pool is not None:  # CPU async: backward + optimiser on the worker thread
-                self._future = self._pool.submit(self._update, loss, active)
+            pred, loss, active = self._forward_loss(src, tgt, mask, slot_steps)
+            if self.mode == "async":  # CPU async: backward + optimiser on the worker thread
+                self._future = self._worker().submit(self._update, loss, active)
             else:
                 self._update(loss, active)
         self.train_steps += 1
         return pred.detach()
 
-    def _forward_loss(self, src: Tensor, tgt: Tensor, mask: Tensor, t: int):
+    def _forward_loss(self, src: Tensor, tgt: Tensor, mask: Tensor, slot_steps: Tensor):
         """One Distiller forward whose graph serves both the returned prediction and the loss."""
         dev = self.device
         with torch.enable_grad():
@@ -230,91 +263,68 @@ class OnlineTrainer:
             x = torch.nan_to_num(src.to(dev, torch.float32), nan=0.0, posinf=0.0, neginf=0.0)
             pred = self.bank(x)
             act = mask.to(dev) != 0  # a fresh tensor: a caller's inference-mode mask can't be saved for backward
+            target = tgt.to(dev, torch.float32)
             # where (not multiply) so a NaN target in an inactive row cannot leak into the gradient.
-            err = torch.where(act.unsqueeze(-1), pred - tgt.to(dev, torch.float32), 0.0)
-            row_mse = err.square().mean(-1)  # [S, R], 0 on inactive rows
+            err = torch.where(act.unsqueeze(-1), pred - target, 0.0)
+            # Algorithm 1 averages over hidden units ("mean", default); Eq. 10 sums them ("sum"): a factor H
+            # that changes how Adam's eps and the gradient clip act.
+            sq = err.square()
+            row_loss = sq.mean(-1) if self.loss_reduction == "mean" else sq.sum(-1)  # [S, R], 0 on inactive
             rows = act.sum(1).to(torch.float32)  # [S]
-            slot_loss = row_mse.sum(1) / rows.clamp_min(1.0)  # mean over the slot's active rows
+            slot_loss = row_loss.sum(1) / rows.clamp_min(1.0)  # mean over the slot's active rows
             loss = slot_loss.sum()  # slots are independent: their gradients do not mix
         with torch.no_grad():
             active = rows > 0
-            self._stats[:, t] = torch.stack([slot_loss.sum(), active.sum().to(torch.float32),
-                                             err.norm(dim=-1).sum(), rows.sum()])
+            err_norm = err.norm(dim=-1)
+            rel = torch.where(act, err_norm / target.norm(dim=-1).clamp_min(1e-12), 0.0)
+            per_slot = torch.stack([torch.where(active, slot_loss, 0.0), active.to(torch.float32),
+                                    err_norm.sum(1), rows, rel.sum(1)])  # [5, S]
+            self._stats.index_add_(1, slot_steps, per_slot.to(self._stats.dtype))
         return pred, loss, active
 
     def _update(self, loss: Tensor, active: Tensor) -> None:
-        """Backward + per-slot clip + per-slot Adam/AdamW; slots with ``active`` False stay untouched.
+        """Backward, then per slot: gradient-norm clip and one Adam/AdamW step with the slot's own step count.
 
-        Inactivity is folded into per-slot coefficients (moment weights 0, beta2 1, step size 0, decay 1) so
-        that the update is a few in-place ops over whole tensors, yet leaves an inactive slot's parameters
-        and moments bitwise unchanged (x + 0 * finite == x). In-place matters on CPU: every full-size
-        temporary is a large allocation (page faults), which dominated the step time.
+        One code path for every slot (torch's fused single-pass Adam/AdamW kernel on the slot's views), so a
+        slot's update is bitwise the same whether or not its neighbours train at this step: a prompt's
+        samples never depend on which prompts share its batch. Slots with no active row are skipped
+        (weights, moments and step count untouched); on CUDA that test would need a host sync, so there every
+        slot steps (a slot without active rows belongs to a finished prompt the loop drops or resets).
         """
         for p in self._params:
             p.grad = None
         loss.backward()
-        b1, b2 = self.betas
         with torch.no_grad():
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params]
-            if self.grad_clip > 0:
-                clip_grad_norm_per_slot_(grads, self.grad_clip)
-            if self._fused_ok(active):
-                self._slot_steps += 1.0
-                self._fused_update(grads)
-                for p in self._params:
-                    p.grad = None
-                return
-            act = active.to(torch.float64)
-            self._slot_steps += act
-            steps = self._slot_steps.clamp_min(1.0)  # a never-trained slot: avoid 0/0 (its step size is 0)
-            view = lambda v: v.to(torch.float32).view(-1, 1, 1)  # noqa: E731  [S] -> [S, 1, 1]
-            w1 = view(act * (1.0 - b1))  # exp_avg.lerp_(g, 1 - beta1), as torch.optim.Adam
-            beta2 = view(1.0 - act * (1.0 - b2))
-            w2 = 1.0 - beta2
-            step_size = view(act * self.lr / (1.0 - b1 ** steps))
-            bc2_sqrt = view((1.0 - b2 ** steps).sqrt())
-            decay = view(1.0 - act * (self.lr * self.weight_decay))
-            for p, g, m, v in zip(self._params, grads, self._exp_avg, self._exp_avg_sq):
-                if self.weight_decay and self.optimizer == "adam":  # L2 penalty folded into the gradient
-                    g.add_(p, alpha=self.weight_decay)
-                m.lerp_(g, w1)
-                v.mul_(beta2).addcmul_(g, g.mul(w2))
-                if self.weight_decay and self.optimizer == "adamw":  # decoupled decay, before the step
-                    p.mul_(decay)
-                denom = v.sqrt().div_(bc2_sqrt).add_(self.eps)
-                p.sub_(torch.div(m, denom, out=denom).mul_(step_size))
+            slots = range(self.num_slots) if self.device.type == "cuda" else \
+                [s for s, a in enumerate(active.tolist()) if a]
+            kernel = torch._fused_adamw_ if self.optimizer == "adamw" else torch._fused_adam_
+            for s in slots:
+                g = [gr[s] for gr in grads]
+                if self.grad_clip > 0:
+                    clip_slot_(g, self.grad_clip)
+                self._slot_steps[s] += 1.0
+                step = self._slot_steps[s].to(torch.float32)
+                params = [p[s] for p in self._params]
+                kernel(params, g, [m[s] for m in self._exp_avg], [v[s] for v in self._exp_avg_sq], [],
+                       [step] * len(params), lr=self.lr, beta1=self.betas[0], beta2=self.betas[1],
+                       weight_decay=self.weight_decay, eps=self.eps, amsgrad=False, maximize=False)
             for p in self._params:
                 p.grad = None  # free the grads; nothing reads them after the update
-
-    def _fused_ok(self, active: Tensor) -> bool:
-        """CPU fast path: when every slot trains and all share one step count (the usual case: a batch's
-        prompts start together), torch's fused single-pass Adam/AdamW kernel gives the same update as the
-        masked per-slot path with a fraction of the memory traffic. On GPU the masked path stays (the check
-        would need a host sync, and bandwidth there makes the difference negligible)."""
-        if self.device.type != "cpu" or not hasattr(torch, "_fused_adam_"):
-            return False
-        steps = self._slot_steps
-        return bool(active.all()) and bool((steps == steps[0]).all())
-
-    def _fused_update(self, grads: list[Tensor]) -> None:
-        step = self._slot_steps[:1].to(torch.float32).reshape(())
-        kernel = torch._fused_adamw_ if self.optimizer == "adamw" else torch._fused_adam_
-        kernel(self._params, grads, self._exp_avg, self._exp_avg_sq, [], [step] * len(self._params),
-               lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=self.weight_decay,
-               eps=self.eps, amsgrad=False, maximize=False)
 
     # ---------------------------------------------------------------- reporting
     def stats(self) -> dict:
         """Training summary (synchronises with the device)."""
         self.synchronize()
-        n = self.train_steps
-        loss_sum, loss_cnt, err_sum, err_cnt = self._stats[:, :n].double().cpu().unbind(0)
+        stats = self._stats.cpu()
+        n = int(self._max_col) + 1
+        loss_sum, loss_cnt, err_sum, err_cnt, rel_sum = stats[:, :n].unbind(0)
         nan = float("nan")
         curve = [ls / lc if lc > 0 else nan for ls, lc in zip(loss_sum.tolist(), loss_cnt.tolist())]
         finite = [c for c in curve if not math.isnan(c)]
         err_total = float(err_cnt.sum())
         return {
-            "train_steps": n,
+            "train_steps": self.train_steps,
             "update_steps": len(finite),  # steps where at least one slot trained
             "loss_curve": curve,
             "first_loss": finite[0] if finite else nan,
@@ -322,6 +332,8 @@ class OnlineTrainer:
             "mean_loss": sum(finite) / len(finite) if finite else nan,
             "mean_error_norm": float(err_sum.sum()) / err_total if err_total > 0 else nan,
             "error_norm_curve": [es / ec if ec > 0 else nan for es, ec in zip(err_sum.tolist(), err_cnt.tolist())],
+            "rel_error_norm_curve": [rs / ec if ec > 0 else nan for rs, ec in zip(rel_sum.tolist(), err_cnt.tolist())],
+            "mean_rel_error_norm": float(rel_sum.sum()) / err_total if err_total > 0 else nan,
             "trained_rows": int(err_total),
             "slot_steps": [int(s) for s in self._slot_steps.tolist()],
             "mode": self.mode,
@@ -331,6 +343,7 @@ class OnlineTrainer:
             "lr": self.lr,
             "weight_decay": self.weight_decay,
             "grad_clip": self.grad_clip,
+            "loss_reduction": self.loss_reduction,
         }
 
     def __repr__(self) -> str:

@@ -1,13 +1,18 @@
-"""Our decoding loop vs Hugging Face `model.generate(do_sample=True)`: same model, batch, lengths.
+"""Decode throughput against the CPU/GPU roofline: our loop (plain sampling and ESamp) vs Hugging Face
+`model.generate(do_sample=True)`, same model, batch and lengths, EOS ignored, arms interleaved.
 
-    python scripts/bench_generate.py [--prompts 4 --n 16 --new-tokens 128 --repeats 5]
+    python scripts/bench_generate.py [--model qwen2.5-coder-0.5b-pypi] [--prompts 4 --n 16 --new-tokens 256]
+                                     [--arms hf_generate,loop,esamp] [--repeats 5]
 
-Both run temperature sampling with EOS ignored for a fixed length, interleaved, and the script prints the
-median tokens/s of each and the per-round ratio ours / HF (min, median, max).
+The bf16 GEMM peak at the model's decode shapes (rows = prompts x n) is measured in the same process before
+and after the arms; the table gives each arm's median tokens/s, per-round ratios to the first arm and the
+model-FLOP utilisation MFU = tokens/s x FLOPs per token / peak (FLOPs = 2 x weight-matmul parameters incl.
+the LM head).
 """
 import argparse
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -15,39 +20,33 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
-from esamp.bench import interleaved, ratio_table  # noqa: E402
+from esamp.bench import flops_per_token, gemm_peak, interleaved, model_and_prompts, ratio_table  # noqa: E402
 from esamp.generation import generate  # noqa: E402
-from esamp.models import load_model  # noqa: E402
+from esamp.samplers.esamp import ESampSampler  # noqa: E402
 from esamp.samplers.truncation import TruncationSampler  # noqa: E402
 
-QUESTIONS = ["What is the sum of the first 10 positive integers?", "Explain why the sky is blue.",
-             "Write a haiku about autumn.", "How many prime numbers are below 30?", "Describe a cat.",
-             "What is 17 times 23?", "Name three rivers in Europe.", "Why do we have seasons?"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="conf/model/smollm2-135m.yaml")
+    ap.add_argument("--model", default="smollm2-135m", help="a conf/model name or a model yaml path")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--n", type=int, default=16)
-    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--new-tokens", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--arms", default="hf_generate,loop,esamp")
     ap.add_argument("--json", default=None, help="also write the raw numbers here")
     args = ap.parse_args()
 
-    lm = load_model(OmegaConf.load(args.model))
-    prompts = [lm.render([{"role": "user", "content": q}]) for q in (QUESTIONS * 8)[: args.prompts]]
-    ids = [f"bench/{i}" for i in range(len(prompts))]
-    sampler = TruncationSampler(n=args.n, temperature=1.0)
+    yaml = args.model if args.model.endswith(".yaml") else str(ROOT / "conf" / "model" / f"{args.model}.yaml")
+    lm, prompts, ids = model_and_prompts(yaml, args.device, args.prompts)
+    rows = args.prompts * args.n
     tok = lm.tokenizer
     tok.padding_side = "left"
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
-
-    def ours():
-        out = generate(lm, sampler, prompts, ids, max_new_tokens=args.new_tokens, ignore_eos=True)
-        return out.stats.tokens
 
     def hf():
         with torch.no_grad():
@@ -56,12 +55,32 @@ def main():
                                     num_return_sequences=args.n, pad_token_id=tok.pad_token_id)
         return (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
 
+    def ours(sampler):
+        return lambda: generate(lm, sampler, prompts, ids, max_new_tokens=args.new_tokens,
+                                ignore_eos=True).stats.tokens
+
+    all_arms = {"hf_generate": hf, "loop": ours(TruncationSampler(n=args.n, temperature=1.0)),
+                "esamp": ours(ESampSampler(n=args.n, beta=0.25)),
+                "esamp_async": ours(ESampSampler(n=args.n, beta=0.25, trainer="async"))}
+    arms = {name: all_arms[name] for name in args.arms.split(",")}
+    flops = flops_per_token(lm.model)
     print(f"model={lm.name} dtype={lm.dtype} device={lm.device} rows={args.prompts}x{args.n} "
-          f"new_tokens={args.new_tokens} repeats={args.repeats} threads={torch.get_num_threads()}")
-    rates = interleaved({"hf_generate": hf, "esamp_loop": ours}, args.repeats, device=lm.device)
-    print(ratio_table(rates, baseline="hf_generate"))
+          f"new_tokens={args.new_tokens} repeats={args.repeats} threads={torch.get_num_threads()} "
+          f"GFLOP/token={flops / 1e9:.3f}")
+    before = gemm_peak(lm.model, rows, lm.device)
+    rates = interleaved(arms, args.repeats, device=lm.device)
+    after = gemm_peak(lm.model, rows, lm.device)
+    peak = statistics.median([before["peak_flops"], after["peak_flops"]])
+    step = statistics.median([before["step_gemm_flops"], after["step_gemm_flops"]])
+    print(f"bf16 GEMM at the decode shapes ({rows} rows): best shape {before['peak_flops'] / 1e9:.0f} / "
+          f"{after['peak_flops'] / 1e9:.0f} GFLOP/s (before / after the arms); the step's matmuls back to back "
+          f"{step / 1e9:.0f} GFLOP/s = {step / peak:.3f} of peak")
+    print(ratio_table(rates, baseline=next(iter(arms)), flops_token=flops, peak=peak))
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "tokens_per_second": rates}, indent=2))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "tokens_per_second": rates,
+                                               "gflop_per_token": flops / 1e9, "gemm_peak": [before, after],
+                                               "mfu": {k: statistics.median(v) * flops / peak
+                                                       for k, v in rates.items()}}, indent=2))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class Recorder(ESampSampler):
         c = super().choose(view)
         keep = torch.isfinite(truncate(view.logits() / self.temperature, self.top_k, self.top_p, self.min_p))
         self.log.append((keep, c.tokens))
+        self.prefill_log = getattr(self, "prefill_log", []) + [view.prefill]
         return c
 
 
@@ -81,10 +82,12 @@ def test_intervention_keeps_the_candidate_set(peaked_lm):
         gen(peaked_lm, rec, n_tokens=10)
     finally:
         mod.sample = real_sample
-    # step 0 is the base sampler (TruncationSampler.sample is imported separately), so align from step 1
+    # a prompt's first token (its prefill) is the base sampler (TruncationSampler.sample is imported
+    # separately): align on the decode steps
     supports = captured["support"]
-    assert len(supports) == len(rec.log) - 1
-    for (keep, _), support in zip(rec.log[1:], supports):
+    decode = [entry for entry, prefill in zip(rec.log, rec.prefill_log) if not prefill]
+    assert len(supports) == len(decode) == 9
+    for (keep, _), support in zip(decode, supports):
         assert torch.equal(keep, support)
 
 
@@ -109,10 +112,10 @@ def test_fusion_on_hand_computed_logits(tiny_lm):
     class FakeTrainer:
         num_slots = 1
 
-        def step(self, x, y, m):
+        def step(self, x, y, m, slot_steps=None):
             return torch.full_like(x, -1.0, dtype=torch.float32)  # h_pred -> "dist" logits
 
-    es.trainer, es._total_rows, es._latent_mixing = FakeTrainer(), 1, False
+    es.trainer, es._latent_mixing = FakeTrainer(), False
     hidden = torch.ones(1, 2)  # -> "ref" logits
     for u, want in ((float(1 - p1) - 1e-4, 0), (float(1 - p1) + 1e-4, 1)):
         view = StepView(step=1, hidden=hidden, uniform=torch.tensor([u], dtype=torch.float64),

@@ -2,9 +2,11 @@
 import pytest
 import torch
 
-from esamp.generation import generate, row_uniforms
+from esamp.generation import generate
 from esamp.models import HiddenTaps, load_model
+from esamp.samplers.esamp import ESampSampler
 from esamp.samplers.truncation import TruncationSampler
+from esamp.seeding import row_uniforms
 from tests.conftest import tiny_cfg
 
 PROMPTS = ["The quick brown fox jumps over", "Hi", "A much longer prompt, so that the left padding of the others "
@@ -92,9 +94,8 @@ def test_eos_stops_a_row_and_max_new_tokens_caps(tiny_lm):
                 assert r.finish_reason == "eos" and r.num_tokens == 3 and r.token_ids[-1] == eos
             else:
                 assert r.finish_reason == "length" and r.num_tokens == 9
-    assert out.stats.compactions >= 1
-    # finished rows stop costing compute: fewer row-steps than rows x steps
-    assert out.stats.row_steps < 8 * 9
+    # rows never move: a finished row waits, masked inactive, until its prompt's last row ends
+    assert out.stats.row_steps == out.stats.steps * 8
 
 
 def test_ignore_eos_runs_to_length(tiny_lm):
@@ -149,3 +150,72 @@ def test_taps_match_full_hidden_states(arch, kind):
     # removed cleanly (transformers installs its own output-capturing hooks; ours must be gone)
     assert not any("HiddenTaps" in getattr(h, "__qualname__", "") for m in lm.model.modules()
                    for h in m._forward_hooks.values())
+
+
+def _eos_on_own_tokens(base_cls):
+    """A sampler that ends a row when its own sampled token id is divisible by 23: rows finish at different,
+    data-dependent steps, and whether a row ends depends only on that row."""
+    class EosOnOwnTokens(base_cls):
+        def choose(self, view):
+            c = super().choose(view)
+            eos = view.lm.eos_token_ids[0]
+            if not view.prefill:
+                c.tokens = torch.where(c.tokens % 23 == 0, eos, c.tokens)
+            return c
+    return EosOnOwnTokens
+
+
+@pytest.mark.parametrize("kind", ["temperature", "esamp"])
+def test_continuous_batching_is_batch_invariant_with_eos(peaked_lm, kind):
+    """A prompt's samples do not depend on which prompts shared its batch or when it entered a slot, with
+    rows finishing at different steps (EOS on) and ESamp's per-prompt Distiller training on whatever rows are
+    still active."""
+    cls = _eos_on_own_tokens(TruncationSampler if kind == "temperature" else ESampSampler)
+    s = cls(n=3, temperature=1.0)
+    prompts = [f"prompt number {i} " * (i + 1) for i in range(5)]
+    ids = [f"id{i}" for i in range(5)]
+    two = generate(peaked_lm, s, prompts, ids, max_new_tokens=24, batch_prompts=2, seed=3)
+    lengths = {r.num_tokens for rows in two.prompts for r in rows}
+    assert len(lengths) > 3 and {r.finish_reason for rows in two.prompts for r in rows} == {"eos", "length"}
+    assert two.stats.admissions == 5
+    rev = generate(peaked_lm, s, prompts[::-1], ids[::-1], max_new_tokens=24, batch_prompts=3, seed=3)
+    assert texts(rev)[::-1] == texts(two)
+    for i in (0, 4):  # the first prompt (entered at once) and the last (entered mid-run) alone
+        alone = generate(peaked_lm, s, [prompts[i]], [ids[i]], max_new_tokens=24, seed=3)
+        assert texts(alone)[0] == texts(two)[i]
+
+
+def test_a_free_slot_takes_the_next_prompt_at_once(peaked_lm):
+    """Continuous batching: decode steps = what the slots' prompts need, not the sum of lock-step waves."""
+    cls = _eos_on_own_tokens(TruncationSampler)
+    prompts, ids = [f"p {i}" for i in range(6)], [f"x{i}" for i in range(6)]
+    cont = generate(peaked_lm, cls(n=2), prompts, ids, max_new_tokens=30, batch_prompts=2)
+
+    class LockStep(cls):
+        continuous = False
+    waves = generate(peaked_lm, LockStep(n=2), prompts, ids, max_new_tokens=30, batch_prompts=2)
+    assert texts(cont) == texts(waves)  # same samples either way
+    assert cont.stats.steps < waves.stats.steps
+    longest = [max(r.num_tokens for r in rows) for rows in cont.prompts]
+    wave_steps = sum(max(longest[i:i + 2]) for i in range(0, 6, 2))
+    assert waves.stats.steps <= wave_steps and cont.stats.steps <= sum(longest)
+
+
+@pytest.mark.parametrize("sync_every", [1, 8])
+def test_no_token_after_a_stop_string_is_trained_or_counted(tiny_lm, sync_every):
+    """Whatever the host sync interval, a row ends at the token completing its stop string: ESamp never
+    trains on the tokens a lagging sync would have let it generate after the stop."""
+    forced = tiny_lm.encode("abcSTOPxyzxyzxyzxyz")
+
+    class Scripted(ESampSampler):
+        def choose(self, view):
+            c = super().choose(view)
+            c.tokens = torch.full_like(c.tokens, forced[min(view.step, len(forced) - 1)])
+            return c
+
+    out = generate(tiny_lm, Scripted(n=2), ["x"], ["a"], max_new_tokens=16, stop_strings=("STOP",),
+                   sync_every=sync_every)
+    stop_len = len(tiny_lm.encode("abcSTOP"))
+    assert all(r.finish_reason == "stop" and r.num_tokens == stop_len for r in out.prompts[0])
+    # the first token comes from the prefill (no training); then one trained pair per later token
+    assert out.telemetry["trained_rows"] == 2 * (stop_len - 1)

@@ -84,3 +84,40 @@ def test_invalid_values_name_the_key(kw, key):
     args.update(kw)
     with pytest.raises(ValueError, match=f"sampler.{key}="):
         check_params(**args)
+
+
+def _reference_sample(logits, u):
+    """The former one-level kernel (full float64 softmax CDF), as the reference for the two-level one."""
+    cdf = logits.double().softmax(-1).cumsum(-1)
+    idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+    return idx.clamp(max=logits.shape[-1] - 1)
+
+
+def test_two_level_sampling_agrees_with_a_full_cdf_on_a_real_vocabulary_size():
+    """Block boundaries of the two-level kernel are invisible: on a 151,936-token vocabulary with peaked and
+    flat rows, every draw equals the full-CDF reference except where u * total lies within rounding of a
+    token boundary (none expected in 4,096 draws)."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 151936, generator=g) * torch.linspace(0.5, 12, 64).unsqueeze(-1)
+    u = torch.rand(64, generator=g, dtype=torch.float64)
+    for shift in range(64):
+        uu = (u + shift / 64) % 1.0
+        assert torch.equal(sample(logits, uu), _reference_sample(logits, uu))
+
+
+def test_a_zero_probability_token_is_never_drawn_even_at_u_close_to_one():
+    """u >= 1 - 2**-25 used to round to 1.0 in float32 and pick the last vocabulary id, probability 0 or not."""
+    logits = torch.full((3, 5000), float("-inf"))
+    logits[:, 10], logits[:, 4000] = 0.0, 1.0   # the last ids (4001..4999) are impossible
+    u = torch.tensor([1 - 2**-25, 1 - 2**-53, 0.999999999], dtype=torch.float64)
+    assert sample(logits, u).tolist() == [4000, 4000, 4000]
+    # and the first possible token is reachable at u = 0, the zero-probability ids before it are not
+    assert int(sample(logits[:1], torch.tensor([0.0], dtype=torch.float64))[0]) == 10
+
+
+def test_filtered_tokens_never_drawn_over_many_uniforms():
+    logits = torch.randn(1, 3000, generator=torch.Generator().manual_seed(1)) * 3
+    kept = truncate(logits, top_p=0.5)
+    u = torch.linspace(0, 1 - 1e-12, 5001, dtype=torch.float64)
+    picks = sample(kept.expand(5001, -1), u)
+    assert torch.isfinite(kept[0, picks]).all()

@@ -30,7 +30,8 @@ class BatchInfo:
 
 @dataclass
 class StepView:
-    """The current position of every active row.
+    """The current position of every row of the batch (or, at a prefill, of the n rows of the prompt that
+    just entered slot `slot`). Rows are laid out slot-major: physical row i belongs to slot i // n.
 
     hidden:  (B, H) final normed hidden state (the LM head's input), model dtype.
     uniform: (B,) float64 in [0, 1): this row's own random number for this step. It depends only on
@@ -40,6 +41,7 @@ class StepView:
              at the next compaction; samplers must not learn from them).
     taps:    (source, target) hidden states at this position when the sampler asked for taps.
     prefill: True at step 0, whose position is the prompt's last token.
+    step:    the step index of the first slot (all rows share it for lock-step samplers, see `continuous`).
     """
 
     step: int
@@ -50,6 +52,9 @@ class StepView:
     lm: "LoadedModel"
     taps: tuple[torch.Tensor, torch.Tensor] | None = None
     prefill: bool = False
+    slot: int | None = None               # at a prefill: the slot the prompt entered (its rows only)
+    row_steps: torch.Tensor | None = None  # (B,) step index of each row's token (rows of different prompts
+                                           # are at different steps under continuous batching)
 
     def logits(self) -> torch.Tensor:
         """Full-vocabulary logits of the model (float32)."""
@@ -83,16 +88,22 @@ class Sampler:
     handles_eos: bool = False
     # The fewest new tokens a run needs for the sampler to mean anything (checked before the model loads).
     min_new_tokens: int = 1
+    # True: a prompt may enter a slot while other slots are mid-generation (continuous batching); the sampler
+    # keeps per-slot state and resets it in `admit`. False: prompts enter in lock-step waves (beam search).
+    continuous: bool = True
 
     def begin(self, info: BatchInfo) -> None:
-        """A new batch starts (fresh per-prompt state goes here)."""
+        """A batch starts: `info.num_prompts` slots of n rows (continuous samplers: once per run)."""
+
+    def admit(self, slot: int, problem_id: str) -> None:
+        """Problem `problem_id` enters `slot` (rows slot*n .. slot*n+n-1): fresh per-prompt state goes here."""
 
     def choose(self, view: StepView) -> Choice:
         raise NotImplementedError
 
     def select_rows(self, keep: torch.Tensor) -> None:
-        """The loop dropped finished rows: keep only positions `keep` (indices into the current active
-        rows) of any per-row state."""
+        """The loop dropped the rows of finished slots: keep only positions `keep` (indices into the current
+        rows, whole slots, in order) of any per-row and per-slot state."""
 
     def end(self) -> dict[str, Any]:
         """The batch is over; return telemetry to store in results.json (may sync the device)."""

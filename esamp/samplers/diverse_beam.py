@@ -58,6 +58,7 @@ def check_params(num_beams: Any, num_groups: Any, diversity_penalty: Any, length
 
 
 class DiverseBeamSampler(Sampler):
+    continuous = False  # its per-prompt beam state assumes every prompt of a batch starts together
     """Group (diverse) beam search; `num_groups=1` is ordinary beam search."""
 
     handles_eos = True

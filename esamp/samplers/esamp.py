@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
-from esamp.generation import problem_key
 from esamp.samplers.base import BatchInfo, Choice, StepView
 from esamp.samplers.truncation import TruncationSampler, sample
-from esamp.trainer import VARIANTS, make_trainer
+from esamp.seeding import prompt_generator
+from esamp.trainer import LOSS_REDUCTIONS, VARIANTS, make_trainer
 
 STATES = ("per_prompt", "shared")
 FUSIONS = ("paper", "naive")
@@ -69,7 +69,7 @@ class ESampSampler(TruncationSampler):
             raise ValueError(f"sampler.latent_mixing={latent_mixing!r} is invalid: allowed values are auto, true, false")
         self.beta, self.state, self.trainer_mode, self.fusion, self.error = float(beta), state, trainer, fusion, error
         self.latent_mixing_cfg = latent_mixing
-        self.distiller_cfg = {k: v for k, v in dict(distiller or {}).items() if v is not None}
+        self.distiller_cfg = _distiller_options(variant, distiller)
         self.trainer = None
         self._latent_mixing = False
         self._info: BatchInfo | None = None
@@ -82,25 +82,31 @@ class ESampSampler(TruncationSampler):
                 and self.fusion_order == "paper" and not head_bias)
 
     def begin(self, info: BatchInfo) -> None:
+        """A run starts with `info.num_prompts` slots; per-prompt Distillers are drawn in `admit`."""
         self._info = info
         slots = info.num_prompts if self.state == "per_prompt" else 1
         if self.trainer is None or self.trainer.bank.hidden != info.lm.hidden_size:
             self.trainer = make_trainer(self.variant, hidden=info.lm.hidden_size, num_slots=slots,
                                         mode=self.trainer_mode, device=info.device,
                                         max_steps=info.max_new_tokens, **self.distiller_cfg)
-        # Fresh weights per prompt drawn from (seed, problem id), so a prompt's Distiller (and thus its
-        # samples) does not depend on which other prompts share the batch.
-        keys = [problem_key(pid) for pid in info.problem_ids] if self.state == "per_prompt" and info.problem_ids \
-            else list(range(slots))
-        self.trainer.reset(num_slots=slots, generators=[
-            torch.Generator(device=info.device).manual_seed((info.seed * 1_000_003 + key) % (2**63 - 1))
-            for key in keys])
+        # shared: one Distiller for every row in flight, drawn once per run; per_prompt: drawn per admission
+        self.trainer.reset(num_slots=slots, generators=[prompt_generator(info.seed, None, info.device)]) \
+            if self.state == "shared" else self.trainer.resize(slots)
         if self.latent_mixing_cfg is True and not self._can_mix(info.lm):
             raise ValueError("sampler.latent_mixing=true is invalid here: it needs no top_k/top_p/min_p, taps=paper, "
                              "fusion=paper, fusion_order=paper and an LM head without bias")
         self._latent_mixing = self._can_mix(info.lm) if self.latent_mixing_cfg == "auto" else bool(self.latent_mixing_cfg)
         self._noise_gen = torch.Generator(device=info.device).manual_seed(info.seed) if self.error == "noise" else None
-        self._total_rows = info.num_prompts * info.n
+
+    def admit(self, slot: int, problem_id: str) -> None:
+        """A prompt enters `slot`: its fresh Distiller is drawn from (seed, problem id), so a prompt's
+        Distiller (and thus its samples) does not depend on which prompts share the batch or when it entered."""
+        if self.state == "per_prompt":
+            self.trainer.reset_slots([slot], prompt_generator(self._info.seed, problem_id, self._info.device))
+
+    def select_rows(self, keep: torch.Tensor) -> None:
+        if self.state == "per_prompt":  # whole slots leave, in order: keep their Distillers
+            self.trainer.select_slots(keep[:: self._info.n] // self._info.n)
 
     def choose(self, view: StepView) -> Choice:
         if view.prefill:
@@ -142,20 +148,22 @@ class ESampSampler(TruncationSampler):
         return Choice(sample(fuse(logit_ref).masked_fill(~keep, float("-inf")) / self.temperature, view.uniform))
 
     def _predict_and_train(self, src: torch.Tensor, tgt: torch.Tensor, view: StepView) -> torch.Tensor:
-        """Scatter the active rows into the bank's [slots, rows per slot, H] layout (row r of the batch is
-        flat position r in both layouts), predict with the current weights and take one training step."""
-        H, B = src.shape[-1], self._total_rows
-        slots = self.trainer.num_slots
-        x = src.new_zeros((B, H)).index_copy_(0, view.rows, src)
-        y = tgt.new_zeros((B, H)).index_copy_(0, view.rows, tgt)
-        mask = torch.zeros(B, dtype=torch.bool, device=src.device).index_copy_(0, view.rows, view.active)
-        pred = self.trainer.step(x.view(slots, -1, H), y.view(slots, -1, H), mask.view(slots, -1))
-        return pred.view(B, H).index_select(0, view.rows)
+        """Rows are slot-major (row = slot * n + sample), which is the bank's [slots, rows per slot, H] layout
+        as a view: predict with the current weights and take one training step on the active rows."""
+        H, slots = src.shape[-1], self.trainer.num_slots
+        steps = view.row_steps[:: view.active.numel() // slots] if view.row_steps is not None else None
+        pred = self.trainer.step(src.view(slots, -1, H), tgt.view(slots, -1, H), view.active.view(slots, -1),
+                                 slot_steps=None if steps is None else steps - 1)
+        return pred.view(-1, H)
 
     def end(self) -> dict[str, Any]:
-        stats = self.trainer.stats() if self.trainer is not None else {}
+        if self.trainer is None:
+            return {}
+        stats = self.trainer.stats()
+        self.trainer.close()  # joins a pending update and stops the CPU worker thread
         return {k: stats[k] for k in ("train_steps", "update_steps", "loss_curve", "error_norm_curve",
-                                      "mean_error_norm", "first_loss", "last_loss", "trained_rows") if k in stats}
+                                      "rel_error_norm_curve", "mean_error_norm", "mean_rel_error_norm",
+                                      "first_loss", "last_loss", "trained_rows") if k in stats}
 
     # ------------------------------------------------------------------------------------- reporting
     def summarize(self, telemetry: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -179,8 +187,12 @@ class ESampSampler(TruncationSampler):
         rows = sum(t.get("trained_rows", 0) for t in telemetry)
         err = sum(t.get("mean_error_norm", 0) * t.get("trained_rows", 0) for t in telemetry
                   if not math.isnan(t.get("mean_error_norm", float("nan"))))
+        rel = sum(t.get("mean_rel_error_norm", 0) * t.get("trained_rows", 0) for t in telemetry
+                  if not math.isnan(t.get("mean_rel_error_norm", float("nan"))))
         return {"train_steps": steps, "batches": len(telemetry), "loss_curve": loss,
                 "error_norm_curve": mean_curve("error_norm_curve"),
+                "rel_error_norm_curve": mean_curve("rel_error_norm_curve"),
+                "mean_rel_error_norm": rel / rows if rows else None,
                 "first_loss": finite[0] if finite else None, "last_loss": finite[-1] if finite else None,
                 "mean_error_norm": err / rows if rows else None, "trained_rows": rows, **self.describe()}
 
@@ -195,3 +207,19 @@ class ESampSampler(TruncationSampler):
                         "sample" if self.fusion_order == "paper" else
                         "logits / T -> top_k -> top_p -> min_p -> fuse kept with unscaled distiller logit -> sample"))
         return d
+
+
+def _distiller_options(variant: str, distiller: dict | None) -> dict:
+    """`sampler.distiller.*` minus nulls (null = the variant's default), checked: a key the variant does not
+    use is a config error, never silently ignored."""
+    opts = {k: v for k, v in dict(distiller or {}).items() if v is not None}
+    allowed = {"paper": ("intermediate", "init_down"), "tllm": ("rank",)}[variant] + \
+        ("lr", "eps", "betas", "weight_decay", "grad_clip", "optimizer", "loss_reduction")
+    for key in opts:
+        if key not in allowed:
+            raise ValueError(f"sampler.distiller.{key} is invalid with sampler.variant={variant}: allowed keys are "
+                             f"{', '.join(allowed)}")
+    if opts.get("loss_reduction", "mean") not in LOSS_REDUCTIONS:
+        raise ValueError(f"sampler.distiller.loss_reduction={opts['loss_reduction']!r} is invalid: allowed values "
+                         f"are {', '.join(LOSS_REDUCTIONS)}")
+    return opts

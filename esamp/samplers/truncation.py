@@ -53,16 +53,44 @@ def truncate(scaled: torch.Tensor, top_k: int | None = None, top_p: float | None
     return out
 
 
+SAMPLE_BLOCK = 2048  # vocabulary block of the two-level inverse CDF
+
+
 def sample(logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     """Inverse-CDF sampling from softmax(logits) with one given uniform per row.
 
     Using a caller-supplied uniform (instead of torch.multinomial's global generator) is what makes a
-    row's sample a function of its own (seed, problem, sample index, step) only."""
-    probs = logits.float().softmax(-1)
-    cdf = probs.cumsum(-1)
-    target = (uniform.to(cdf.dtype) * cdf[:, -1]).unsqueeze(-1)
-    idx = torch.searchsorted(cdf, target, right=True).squeeze(-1)
-    return idx.clamp_(max=logits.shape[-1] - 1)
+    row's sample a function of its own (seed, problem, sample index, step) only.
+
+    Two levels, all sums in float64: unnormalised weights exp(logit - max), their per-block sums and the
+    cumulative block sums pick the block holding `u * total`; only that block gets a token-level cumulative
+    sum. A full-vocabulary float32 softmax + cumsum (the former kernel) cost ~3x more on a 152k vocabulary.
+    The token is the first whose cumulative weight exceeds the target, so a token of weight 0 (a -inf logit,
+    or one a filter removed) is never picked, whatever u (the float32 cast of u in the former kernel let
+    u >= 1 - 2**-25 pick the last vocabulary id). The two kernels pick different tokens only when the target
+    falls within float rounding of a token boundary."""
+    x = logits.float()
+    rows, vocab = x.shape
+    w = torch.exp(x - x.amax(-1, keepdim=True))
+    pad = (-vocab) % SAMPLE_BLOCK
+    if pad:
+        w = torch.nn.functional.pad(w, (0, pad))
+    blocks = w.view(rows, -1, SAMPLE_BLOCK)
+    block_sum = blocks.sum(-1, dtype=torch.float64)                      # [rows, nb]
+    block_cum = block_sum.cumsum(-1)
+    target = uniform.to(torch.float64).view(-1, 1) * block_cum[:, -1:]
+    nb = block_sum.shape[1]
+    # last block with positive weight (u * total can round up to total itself)
+    last_pos = nb - 1 - (block_sum > 0).flip(-1).to(torch.uint8).argmax(-1, keepdim=True)
+    b = torch.minimum(torch.searchsorted(block_cum, target, right=True), last_pos)
+    before = torch.where(b > 0, block_cum.gather(-1, (b - 1).clamp_min(0)), 0.0)
+    inner = blocks[torch.arange(rows, device=x.device), b.squeeze(-1)]  # [rows, BLOCK] float32
+    inner_cum = inner.to(torch.float64).cumsum(-1) + before
+    idx = torch.searchsorted(inner_cum, target, right=True)
+    # rounding between the block sum and the in-block sum: fall back to the block's last positive token
+    last_in = SAMPLE_BLOCK - 1 - (inner > 0).flip(-1).to(torch.uint8).argmax(-1, keepdim=True)
+    idx = torch.minimum(idx, last_in)
+    return (b * SAMPLE_BLOCK + idx).squeeze(-1)
 
 
 class TruncationSampler(Sampler):
@@ -88,7 +116,8 @@ class TruncationSampler(Sampler):
 
     def filtered(self, logits: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
         """logits / T (the sampler's T unless given), then the truncation filters."""
-        return truncate(logits / (temperature or self.temperature), self.top_k, self.top_p, self.min_p)
+        t = temperature or self.temperature
+        return truncate(logits if t == 1 else logits / t, self.top_k, self.top_p, self.min_p)
 
     def choose(self, view: StepView) -> Choice:
         logits = view.logits()

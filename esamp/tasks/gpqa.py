@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from esamp.generation import problem_key
+from esamp.seeding import problem_key
 from esamp.tasks.base import Problem, Task
 from esamp.tasks.data import env_file, explicit_file, open_text, package_file, resolve, select_rows
 

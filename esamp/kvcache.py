@@ -1,0 +1,94 @@
+"""A preallocated KV cache with one write position per row, for the decoding loop's continuous batching.
+
+Why not transformers' caches: `DynamicCache` grows every layer's tensors with `torch.cat` at every step (the
+whole cache is copied each step) and all rows share one sequence length, so rows of prompts that entered the
+batch at different times would need left padding that shifts under them. Here each layer owns fixed buffers
+`[rows, kv_heads, width, head_dim]`; row r's tokens sit at columns `0 .. length[r]-1` (no padding at all),
+a decode step writes column `length[r]` of every row in place, and attention reads the columns
+`0 .. max(length)` through a boolean 4D mask that is built once per step and shared by all layers (HF
+bodies pass a 4D mask through as "already prepared").
+
+A prompt entering rows `rows` is prefilled on its own (batch 1: its numbers never depend on other prompts),
+and its prefill K/V are copied into those rows (`load`).
+"""
+from __future__ import annotations
+
+import torch
+
+
+class RowCache:
+    """KV buffers for `rows` rows of up to `width` tokens; implements the `update` call of HF attention."""
+
+    def __init__(self, model, rows: int, width: int, device, dtype):
+        cfg = model.config
+        if any(t != "full_attention" for t in getattr(cfg, "layer_types", None) or ["full_attention"]):
+            raise ValueError(f"model {cfg.model_type}: sliding-window layers are not supported by the decoding "
+                             "loop's row cache (all layers must use full attention)")
+        heads = cfg.num_key_value_heads or cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.layers = cfg.num_hidden_layers
+        self.width = int(width)
+        shape = (rows, heads, self.width, head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(self.layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(self.layers)]
+        self.length = torch.zeros(rows, dtype=torch.long, device=device)  # tokens held per row
+        self._cols: torch.Tensor | None = None  # write column per row during a decode step
+        self._span = 0                           # columns attention reads during a decode step
+
+    @property
+    def rows(self) -> int:
+        return self.keys[0].shape[0]
+
+    # ------------------------------------------------------------------ the model's side
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        """Decode step: key/value `[rows, heads, 1, d]` go to column `length[r]` of each row; returns the
+        first `span` columns of every row (a view: nothing is copied)."""
+        if self._cols is None:
+            raise RuntimeError("RowCache.update outside a decode step (call begin_step first)")
+        k, v = self.keys[layer_idx], self.values[layer_idx]
+        idx = self._cols.view(-1, 1, 1, 1).expand(-1, k.shape[1], 1, k.shape[3])
+        k.scatter_(2, idx, key_states)
+        v.scatter_(2, idx, value_states)
+        return k[:, :, : self._span], v[:, :, : self._span]
+
+    def begin_step(self, span: int) -> torch.Tensor:
+        """Before a one-token forward of every row: write positions = current lengths; `span` (a host int,
+        >= max(length) + 1) columns are read. Returns the 4D attention mask for the model call."""
+        if span > self.width:
+            raise RuntimeError(f"row cache overflow: {span} > width {self.width}")
+        self._cols, self._span = self.length, int(span)
+        cols = torch.arange(self._span, device=self.length.device)
+        mask = (cols[None, :] <= self.length[:, None])[:, None, None, :]  # [rows, 1, 1, span]
+        return mask
+
+    def end_step(self) -> None:
+        self.length = self.length + 1
+        self._cols = None
+
+    # ------------------------------------------------------------------ the loop's side
+    def load(self, rows: torch.Tensor, prefill_cache, length: int) -> None:
+        """Copy a batch-1 prefill's K/V (a DynamicCache of `length` tokens) into every row of `rows`."""
+        if length > self.width:
+            raise RuntimeError(f"prompt of {length} tokens does not fit the row cache width {self.width}")
+        for layer in range(self.layers):
+            k, v = _layer_kv(prefill_cache, layer)
+            self.keys[layer][rows, :, :length] = k[0, :, :length]
+            self.values[layer][rows, :, :length] = v[0, :, :length]
+        self.length[rows] = length
+
+    def reorder(self, parents: torch.Tensor) -> None:
+        """Row i continues row parents[i] (beam search): one copy of the buffers."""
+        self.select(parents)
+
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep only rows `keep` (a prompt left and no other took its rows): one copy of the buffers."""
+        self.keys = [k.index_select(0, keep) for k in self.keys]
+        self.values = [v.index_select(0, keep) for v in self.values]
+        self.length = self.length.index_select(0, keep)
+
+
+def _layer_kv(cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keys, values) of one layer of a transformers cache, across the 4.x / 5.x layouts."""
+    if hasattr(cache, "layers"):
+        return cache.layers[layer].keys, cache.layers[layer].values
+    return cache.key_cache[layer], cache.value_cache[layer]
