@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from esamp.generation import generate
-from esamp.samplers.base import StepView
+from esamp.samplers.base import BatchInfo, StepView
 from esamp.samplers.esamp import ESampSampler
 from esamp.samplers.truncation import TruncationSampler, truncate
 
@@ -66,7 +66,6 @@ def test_never_picks_a_token_the_filter_removed(peaked_lm, filters):
 
 def test_intervention_keeps_the_candidate_set(peaked_lm):
     """The fused distribution's support equals the filter's kept set exactly (no add, no remove)."""
-    es = ESampSampler(n=2, beta=0.5, top_p=0.9)
     captured = {}
     import esamp.samplers.esamp as mod
 
@@ -91,43 +90,40 @@ def test_intervention_keeps_the_candidate_set(peaked_lm):
         assert torch.equal(keep, support)
 
 
-def test_fusion_on_hand_computed_logits(tiny_lm):
-    """(1 + beta) * ref - beta * dist on hand-made numbers, via a stub LM head."""
-    es = ESampSampler(n=1, beta=0.5, top_k=2, temperature=1.0, latent_mixing=False)
+def test_fusion_on_hand_computed_logits():
+    """(1 + beta) * ref - beta * dist and the naive ref - beta * dist on hand-made numbers, through the
+    sampler's public begin/choose with its real trainer; a stub LM head (hidden size 2) returns the "ref"
+    logits for the model's hidden state and the "dist" logits for anything else (the Distiller's
+    prediction)."""
     ref = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
     dist = torch.tensor([[3.0, -1.0, 0.0, 5.0]])
-    # expected on kept {0, 1}: 1.5 * 2 - .5 * 3 = 1.5 ; 1.5 * 1 + .5 = 2.0 -> token 1 has prob sigmoid(.5)
-    expected = torch.tensor([1.5, 2.0])
-    p1 = torch.sigmoid(expected[1] - expected[0])
+    hidden = torch.ones(1, 2)
 
     class Head(torch.nn.Module):
         bias = None
 
-        def forward(self, h):  # hidden [B, 2]: row 0 encodes "ref", row 1 "dist"
-            return torch.where(h[:, :1] > 0, ref, dist).expand(h.shape[0], -1)
+        def forward(self, h):
+            return torch.where((h == hidden).all(-1, keepdim=True), ref, dist)
 
-    class FakeLM:
+    class StubLM:
         lm_head = Head()
+        hidden_size = 2
+        dtype = torch.float32
+        device = torch.device("cpu")
 
-    class FakeTrainer:
-        num_slots = 1
-
-        def step(self, x, y, m, slot_steps=None):
-            return torch.full_like(x, -1.0, dtype=torch.float32)  # h_pred -> "dist" logits
-
-    es.trainer, es._latent_mixing = FakeTrainer(), False
-    hidden = torch.ones(1, 2)  # -> "ref" logits
-    for u, want in ((float(1 - p1) - 1e-4, 0), (float(1 - p1) + 1e-4, 1)):
-        view = StepView(step=1, hidden=hidden, uniform=torch.tensor([u], dtype=torch.float64),
-                        rows=torch.tensor([0]), active=torch.tensor([True]), lm=FakeLM(), taps=(hidden, hidden))
-        assert int(es.choose(view).tokens[0]) == want
-    # naive subtraction: ref - beta * dist = [0.5, 1.5] on kept -> p1 = sigmoid(1.0)
-    es.fusion = "naive"
-    p1n = torch.sigmoid(torch.tensor(1.0))
-    for u, want in ((float(1 - p1n) - 1e-4, 0), (float(1 - p1n) + 1e-4, 1)):
-        view = StepView(step=1, hidden=hidden, uniform=torch.tensor([u], dtype=torch.float64),
-                        rows=torch.tensor([0]), active=torch.tensor([True]), lm=FakeLM(), taps=(hidden, hidden))
-        assert int(es.choose(view).tokens[0]) == want
+    # kept by top_k=2: tokens {0, 1}. paper: 1.5 * [2, 1] - .5 * [3, -1] = [1.5, 2.0] -> p(1) = sigmoid(.5);
+    # naive: [2, 1] - .5 * [3, -1] = [0.5, 1.5] -> p(1) = sigmoid(1.0)
+    for fusion, p1 in (("paper", torch.sigmoid(torch.tensor(0.5))), ("naive", torch.sigmoid(torch.tensor(1.0)))):
+        es = ESampSampler(n=1, beta=0.5, top_k=2, temperature=1.0, latent_mixing=False, fusion=fusion)
+        es.begin(BatchInfo(lm=StubLM(), num_prompts=1, n=1, max_new_tokens=8, device=torch.device("cpu"),
+                           problem_ids=("p",), seed=0))
+        if hasattr(es, "admit"):  # samplers with per-slot state learn of a prompt entering slot 0
+            es.admit(0, "p")
+        for u, want in ((float(1 - p1) - 1e-4, 0), (float(1 - p1) + 1e-4, 1)):
+            view = StepView(step=1, hidden=hidden, uniform=torch.tensor([u], dtype=torch.float64),
+                            rows=torch.tensor([0]), active=torch.tensor([True]), lm=StubLM(),
+                            taps=(torch.tensor([[0.3, -0.2]]), hidden))
+            assert int(es.choose(view).tokens[0]) == want, (fusion, u)
 
 
 def test_latent_mixing_equals_logit_fusion(tiny_lm):
@@ -153,16 +149,152 @@ def test_serial_and_async_give_the_same_tokens(peaked_lm):
     assert a.telemetry["loss_curve"] == pytest.approx(b.telemetry["loss_curve"], rel=1e-5)
 
 
-@pytest.mark.parametrize("ablation", [dict(state="shared"), dict(fusion="naive"), dict(error="noise"),
-                                      dict(variant="tllm"),
-                                      dict(fusion_order="tllm", top_p=0.95, temperature=0.7)])
-def test_each_ablation_changes_the_output(peaked_lm, ablation):
+@pytest.mark.parametrize("ablation", [dict(variant="tllm"), dict(fusion_order="tllm", top_p=0.95, temperature=0.7)])
+def test_variant_switches_change_the_output(peaked_lm, ablation):
     # (the two fusion orders coincide at T = 1; they differ in whether the distiller logit is scaled by T)
     ref_kw = dict(n=3, beta=0.5)
     ref_kw.update({k: v for k, v in ablation.items() if k in ("top_p", "temperature")})
     ref = gen(peaked_lm, ESampSampler(**ref_kw), n_tokens=30)
     out = gen(peaked_lm, ESampSampler(**{**ref_kw, **ablation}), n_tokens=30)
     assert toks(out) != toks(ref)
+
+
+# ------------------------------------------------------------------ the ablations' mechanisms, observed at
+# ESamp's public seams: the view it is given, the real trainer's step (x [S, R, H], y, mask [S, R]) through a
+# spy that calls it, the LM head's inputs (a forward hook) and the tokens it chooses. Nothing here depends
+# on how the sampler lays rows out inside [S, R]: rows are matched by their target vectors.
+class Probe(ESampSampler):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.steps, self._calls = [], []
+
+    def _spy(self):
+        tr = self.trainer
+        if tr is None or getattr(tr, "_probe_spy", False):
+            return
+        real = tr.step
+
+        def step(x, y, mask=None, *args, **kwargs):
+            pred = real(x, y, mask, *args, **kwargs)
+            m = torch.ones(x.shape[:2], dtype=torch.bool) if mask is None else mask.detach().clone().bool()
+            self._calls.append(dict(x=x.detach().float().clone(), y=y.detach().float().clone(), mask=m,
+                                    pred=pred.detach().float().clone()))
+            return pred
+
+        tr.step, tr._probe_spy = step, True
+
+    def begin(self, info):
+        super().begin(info)
+        self._spy()
+
+    def choose(self, view):
+        self._spy()
+        before, heads = len(self._calls), []
+        hook = view.lm.lm_head.register_forward_hook(lambda m, i, o: heads.append(i[0].detach().float().clone()))
+        try:
+            choice = super().choose(view)
+        finally:
+            hook.remove()
+        src, tgt = (t.detach().float().clone() for t in view.taps) if view.taps is not None else (None, None)
+        self.steps.append(dict(prefill=view.prefill, rows=view.rows.clone(), active=view.active.clone().bool(),
+                               hidden=view.hidden.detach().float().clone(), uniform=view.uniform.clone(),
+                               src=src, tgt=tgt, calls=self._calls[before:], heads=heads,
+                               tokens=choice.tokens.clone()))
+        return choice
+
+    def decode_steps(self):
+        return [s for s in self.steps if not s["prefill"]]
+
+
+def trained(step):
+    """The one trainer.step call of a decode step: (slot of each trained entry, x, y, pred) of the masked
+    entries, plus the position in them of every active row of the view (matched by its exact target)."""
+    assert len(step["calls"]) == 1  # one training step per decode step
+    call = step["calls"][0]
+    slots = call["mask"].nonzero()[:, 0]
+    x, y, pred = (call[k][call["mask"]] for k in ("x", "y", "pred"))
+    tgt = step["tgt"][step["active"]]
+    same = (tgt[:, None, :] == y[None, :, :]).all(-1)  # [active rows, trained entries]
+    assert same.any(1).all(), "an active row was not trained"
+    return slots, x, y, pred, same.float().argmax(1), call
+
+
+@pytest.mark.parametrize("state", ["shared", "per_prompt"])
+def test_state_decides_which_rows_train_each_distiller(peaked_lm, state):
+    probe = Probe(n=3, beta=0.5, state=state)
+    out = gen(peaked_lm, probe, n_tokens=20)
+    steps = probe.decode_steps()
+    assert len(steps) == 19
+    for st in steps:
+        slots, x, _, _, pos, call = trained(st)
+        active_rows = st["rows"][st["active"]]
+        assert len(slots) == len(active_rows) == 9  # every active row, nothing else, trains once
+        # each trained entry is the row's own (source, target) pair
+        assert torch.equal(x[pos], st["src"][st["active"]])
+        if state == "shared":
+            assert call["x"].shape[0] == 1  # ONE Distiller for the whole batch, trained on all 9 rows
+        else:
+            assert call["x"].shape[0] == 3
+            prompt = active_rows // 3  # row = prompt * n + sample
+            slot_of_row = slots[pos]
+            for p in range(3):  # each prompt's rows in one slot of their own
+                assert slot_of_row[prompt == p].unique().numel() == 1
+            assert slot_of_row.unique().numel() == 3
+    assert out.telemetry["trained_rows"] == sum(int(st["active"].sum()) for st in steps)
+
+
+@pytest.mark.parametrize("error", ["noise", "distiller"])
+def test_noise_control_has_each_rows_error_norm(peaked_lm, error):
+    """Latent mixing feeds lm_head(h + beta * e) with e the latent error h - h_pred (error=distiller) or
+    noise of exactly that norm per row (error=noise): recover e from the head's input and compare."""
+    beta = 0.5
+    probe = Probe(n=3, beta=beta, error=error, latent_mixing=True)
+    gen(peaked_lm, probe, n_tokens=12)
+    cosines = []
+    for st in probe.decode_steps():
+        _, _, y, pred, pos, _ = trained(st)
+        err = (y - pred)[pos]  # each active row's latent error, from the real trainer's prediction
+        hidden = st["hidden"][st["active"]]
+        mixed = [h[st["active"]] for h in st["heads"] if not torch.equal(h, st["hidden"])]
+        assert len(mixed) == 1  # one head call on the mixed latent (the model's own logits are not needed)
+        e = (mixed[0] - hidden) / beta
+        torch.testing.assert_close(e.norm(dim=-1), err.norm(dim=-1), rtol=1e-4, atol=1e-4)
+        cosines.append(torch.nn.functional.cosine_similarity(e, err, dim=-1))
+    cos = torch.cat(cosines)
+    if error == "distiller":
+        assert cos.min() > 0.9999  # the instrument reads the Distiller's error exactly
+    else:
+        assert cos.abs().mean() < 0.3  # same norms, random directions (64-d: |cos| ~ 0.1)
+
+
+@pytest.mark.parametrize("fusion", ["naive", "paper"])
+def test_fusion_formula_on_the_real_model(peaked_lm, fusion):
+    """Every decode token of every row lies where its uniform falls in softmax(fused / T), with the fused
+    logits recomputed by hand from the LM head and the real Distiller's prediction; the other formula
+    would have picked differently somewhere."""
+    beta, temp = 1.0, 0.8
+    probe = Probe(n=3, beta=beta, fusion=fusion, temperature=temp, latent_mixing=False)
+    gen(peaked_lm, probe, n_tokens=16)
+    head = peaked_lm.lm_head
+    disagree = 0
+    for st in probe.decode_steps():
+        _, _, _, pred, pos, _ = trained(st)
+        with torch.no_grad():
+            ref = head(st["hidden"][st["active"]].to(peaked_lm.dtype)).float()
+            dist = head(pred[pos].to(peaked_lm.dtype)).float()
+        fused = {"naive": ref - beta * dist, "paper": (1 + beta) * ref - beta * dist}
+        u = st["uniform"][st["active"]].double()
+        tokens = st["tokens"][st["active"]]
+        for name, logits in fused.items():
+            cdf = torch.softmax(logits.double() / temp, -1).cumsum(-1)
+            lo = torch.where(tokens > 0, cdf.gather(1, (tokens - 1).clamp(min=0)[:, None])[:, 0], torch.zeros_like(u))
+            hi = cdf.gather(1, tokens[:, None])[:, 0]
+            inside = (lo - 1e-6 <= u) & (u <= hi + 1e-6)
+            if name == fusion:
+                assert inside.all(), (name, st["rows"])
+            else:
+                disagree += int((~inside).sum())
+    assert disagree > 0  # the test tells the two formulas apart
 
 
 def test_esamp_samples_are_batch_invariant(peaked_lm):
