@@ -1,11 +1,28 @@
-"""run.py end to end (a real subprocess on the tiny model) and config errors that fail before a model loads."""
+"""run.py end to end, and config errors that fail before a model loads.
+
+One real `python run.py` subprocess (the smoke test: Hydra's own entry point, output folder, .hydra/);
+everything else composes the config in-process with Hydra's compose API and calls esamp.pipeline.run,
+which is what run.py calls (a subprocess costs seconds of imports per case)."""
+import importlib.util
 import json
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import MissingConfigException
+from omegaconf import open_dict
 
-from tests.conftest import MATH_FIXTURE, run_py
+from esamp.pipeline import ConfigError, run
+from tests.conftest import MATH_FIXTURE, ROOT, run_py
 
 TINY = ["model=tiny-random", f"task.data_path={MATH_FIXTURE}", "task.max_new_tokens=8"]
+# A model that cannot load: if a config check did not come before the model load we would see its error.
+UNLOADABLE = ["model=smollm2-135m", "model.package=no_such_package_xyz"]
+
+
+def compose_cfg(overrides: list[str], hydra: bool = False):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=hydra)
 
 
 def test_smoke_run_writes_results(tmp_path):
@@ -22,15 +39,14 @@ def test_smoke_run_writes_results(tmp_path):
     lines = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert len(lines) == 8
     assert {"problem_id", "sample_index", "prompt", "completion", "extracted", "correct", "tokens",
-            "finish_reason"} <= set(lines[0])
+            "finish_reason", "failure"} <= set(lines[0])
     assert (out / ".hydra" / "config.yaml").exists()
 
 
-def test_smoke_esamp_records_telemetry(tmp_path):
-    out = tmp_path / "run"
-    res = run_py([*TINY, "sampler=esamp", "sampler.n=2", "task.limit=1", f"hydra.run.dir={out}"])
-    assert res.returncode == 0, res.stderr[-2000:]
-    tel = json.loads((out / "results.json").read_text())["sampler_telemetry"]
+def test_esamp_records_telemetry(tmp_path):
+    summary = run(compose_cfg([*TINY, "sampler=esamp", "sampler.n=2", "task.limit=1"]), out_dir=tmp_path)
+    tel = json.loads((tmp_path / "results.json").read_text())["sampler_telemetry"]
+    assert tel["train_steps"] == summary["sampler_telemetry"]["train_steps"]  # what run() returned was written
     assert tel["train_steps"] > 0 and len(tel["loss_curve"]) == tel["train_steps"]
     assert tel["variant"] == "paper" and tel["taps"] == "paper" and tel["state"] == "per_prompt"
 
@@ -45,27 +61,46 @@ def test_smoke_esamp_records_telemetry(tmp_path):
     ("task.limit=0", "task.limit"),
     ("sampler=esamp sampler.beta=-1", "sampler.beta"),
     ("sampler=esamp task.max_new_tokens=1", "task.max_new_tokens"),
+    ("sampler=fire sampler.first_temperature=0", "sampler.first_temperature"),
+    ("generation.batch_prompts=0", "generation.batch_prompts"),
 ])
 def test_bad_values_fail_before_model_load(override, key, tmp_path):
-    # A model that cannot load: if the config check did not come first we would see the package error.
-    args = ["model=smollm2-135m", "model.package=no_such_package_xyz", "sampler.n=8",
-            f"hydra.run.dir={tmp_path}", *override.split()]
-    res = run_py(args, timeout=120)
-    assert res.returncode == 2, res.stderr[-1500:]
-    err_lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(err_lines) == 1 and key in err_lines[0] and "allowed" in err_lines[0]
-    assert "no_such_package_xyz" not in res.stderr
+    cfg = compose_cfg([*UNLOADABLE, "sampler.n=8", *override.split()])
+    with pytest.raises(ConfigError) as err:
+        run(cfg, out_dir=tmp_path / "out")
+    msg = str(err.value)
+    assert key in msg and "allowed" in msg and "\n" not in msg  # one line, naming the key and the fix
+    assert "no_such_package_xyz" not in msg
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing written
 
 
-def test_unknown_group_option_lists_choices(tmp_path):
-    res = run_py(["sampler=nope", f"hydra.run.dir={tmp_path}"], timeout=120)
-    assert res.returncode != 0
-    assert "nope" in res.stderr and "temperature" in res.stderr and "esamp" in res.stderr
+def test_run_py_prints_one_error_line_and_exits_2(tmp_path, capsys):
+    """run.py's own handling of a ConfigError, called in-process: its main() body with the composed config."""
+    spec = importlib.util.spec_from_file_location("esamp_run_entry", ROOT / "run.py")
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+    cfg = compose_cfg([*UNLOADABLE, "sampler.top_p=1.5"], hydra=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            entry.main.__wrapped__(cfg)  # the function under @hydra.main
+    finally:
+        HydraConfig.instance().cfg = None
+    assert exit_.value.code == 2
+    err_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err_lines) == 1 and "sampler.top_p" in err_lines[0] and "allowed" in err_lines[0]
+
+
+def test_unknown_group_option_lists_choices():
+    with pytest.raises(MissingConfigException) as err:
+        compose_cfg(["sampler=nope"])
+    msg = str(err.value)
+    assert "nope" in msg and "temperature" in msg and "esamp" in msg and "fire" in msg
 
 
 def test_missing_data_path_is_a_clear_error(tmp_path):
-    res = run_py(["model=tiny-random", "task.data_path=/nonexistent/math.jsonl", f"hydra.run.dir={tmp_path}"],
-                 timeout=120)
-    assert res.returncode == 2
-    err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(err) == 1 and "/nonexistent/math.jsonl" in err[0]
+    cfg = compose_cfg(["model=tiny-random", "task.data_path=/nonexistent/math.jsonl"])
+    with pytest.raises(ConfigError, match="/nonexistent/math.jsonl"):
+        run(cfg, out_dir=tmp_path)
