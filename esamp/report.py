@@ -97,7 +97,8 @@ def format_summary(summary: Mapping[str, Any], path: str | Path | None = None) -
     if isinstance(s.get("finish_reasons"), Mapping) and s["finish_reasons"]:
         lines.append(f"{'Finish reasons':<{width}} {_counts_line(s['finish_reasons'])}")
     failures = s.get("failure_counts")
-    if isinstance(failures, Mapping):
+    graded = isinstance(curve, Mapping) and bool(curve.get("k"))
+    if isinstance(failures, Mapping) and (failures or graded):  # {} of an ungraded task says nothing
         lines.append(f"{'Failure reasons':<{width}} " + (_counts_line(failures) if failures else "none (every graded sample is correct)"))
 
     tel = s.get("sampler_telemetry") if isinstance(s.get("sampler_telemetry"), Mapping) else {}

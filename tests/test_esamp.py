@@ -1,5 +1,6 @@
 """ESamp invariants (docs/esamp-method.md): beta = 0 is the base sampler, candidates are never added or
-removed, fusion formulas, latent mixing == logit fusion, serial == async, and each ablation matters."""
+removed, fusion formulas, latent mixing == logit fusion, serial == async, and the ablations' mechanisms (which
+rows train which Distiller, same-norm noise, the naive formula) observed at the sampler's public seams."""
 import pytest
 import torch
 

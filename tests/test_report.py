@@ -78,6 +78,9 @@ def test_format_summary_of_an_ungraded_run():
     metrics = next(line for line in lines if line.startswith("Task metrics"))
     assert "vendi 6.459" in metrics and "perplexity 48.22" in metrics and "under smollm2-135m-instruct" in metrics
     assert not any(line.startswith(("Accuracy", "Distiller")) for line in lines)  # no grading, no ESamp
+    summary = load(WRITING_RESULTS)
+    summary["failure_counts"] = {}  # nothing graded, so nothing failed: no "every sample is correct" line
+    assert not any(line.startswith("Failure") for line in format_summary(summary).splitlines())
 
 
 @pytest.mark.parametrize("damage", [
