@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from esamp.grading.math import grade_math
 from esamp.pipeline import run
-from esamp.report import failure_counts
+from esamp.report import failure_counts, format_summary
 from tests.conftest import FIXTURES, ROOT
 
 ARITHMETIC = FIXTURES / "arithmetic_tiny.jsonl"
@@ -57,6 +57,10 @@ def test_some_samples_are_correct_and_pass_at_k_matches_the_samples(smollm_run):
         assert value == pytest.approx(expected, abs=1e-12), k
         assert 0 <= lo <= hi <= 1
     assert summary["accuracy"]["accuracy"] == pytest.approx(correct / len(records))
+    # the end-of-run report of this real summary shows the same numbers
+    report = format_summary(summary, path="results.json").splitlines()
+    assert f"  k=1   {100 * curve['pass_at_k'][0]:6.1f}%" in report[2]
+    assert report[-1].endswith("results.json")
 
 
 def test_recorded_grades_and_failures_agree_with_the_grader(smollm_run):
