@@ -27,6 +27,7 @@ import torch
 
 from esamp.kvcache import RowCache
 from esamp.models import HiddenTaps, LoadedModel
+from esamp.runtime import tune_cpu_allocator
 from esamp.samplers.base import BatchInfo, Sampler, StepView
 from esamp.seeding import row_uniforms
 
@@ -132,6 +133,8 @@ def generate(
     if stop_strings and sampler.handles_eos:
         raise ValueError(f"sampler {sampler.name} decides where its rows end (beam search): stop strings are not "
                          "supported with it, since they would retire single beams of a prompt")
+    if lm.device.type == "cpu":
+        tune_cpu_allocator()  # large per-step temporaries reuse heap pages instead of faulting in fresh ones
     stats = GenerationStats()
     device, n, P = lm.device, sampler.n, len(prompts)
     slots = max(1, min(batch_prompts or P, P))

@@ -46,9 +46,10 @@ class RowCache:
         if self._cols is None:
             raise RuntimeError("RowCache.update outside a decode step (call begin_step first)")
         k, v = self.keys[layer_idx], self.values[layer_idx]
-        idx = self._cols.view(-1, 1, 1, 1).expand(-1, k.shape[1], 1, k.shape[3])
-        k.scatter_(2, idx, key_states)
-        v.scatter_(2, idx, value_states)
+        # advanced-index assignment writes rows x heads x head_dim values (scatter_ with an expanded index was measured to
+        # copy whole buffers: 37 ms of a 163 ms Qwen-0.5B step)
+        k[self._row_index, :, self._cols] = key_states[:, :, 0]
+        v[self._row_index, :, self._cols] = value_states[:, :, 0]
         return k[:, :, : self._span], v[:, :, : self._span]
 
     def begin_step(self, span: int) -> torch.Tensor:
@@ -57,6 +58,7 @@ class RowCache:
         if span > self.width:
             raise RuntimeError(f"row cache overflow: {span} > width {self.width}")
         self._cols, self._span = self.length, int(span)
+        self._row_index = torch.arange(self.rows, device=self.length.device)
         cols = torch.arange(self._span, device=self.length.device)
         mask = (cols[None, :] <= self.length[:, None])[:, None, None, :]  # [rows, 1, 1, span]
         return mask
