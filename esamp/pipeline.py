@@ -16,6 +16,7 @@ from esamp.generation import GenerationStats, RowResult, generate
 from esamp.loggers import NullLogger
 from esamp.metrics.passk import default_ks, mean_accuracy, passk_curve
 from esamp.models import load_model
+from esamp.report import failure_counts, format_summary
 from esamp.results import ResumeMismatch, SampleStore, check_lock, environment, write_json
 from esamp.sharding import Shards
 from esamp.tasks.base import Problem
@@ -166,6 +167,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     if shards.num_processes > 1:
         summary["timing"]["processes"] = shards.num_processes
     write_json(out / "results.json", summary)
+    print(format_summary(summary, path=out / "results.json"), flush=True)  # what a person reads at the end
     logger.log_summary(summary)
     logger.finish()
     log.info("wrote %s", out / "results.json")
@@ -185,6 +187,7 @@ def summarize(cfg, task, sampler, lm, records, ks, stats: GenerationStats, telem
         "pass_at_k": passk_curve(counts, ks, seed=cfg.seed) if counts else None,
         "accuracy": mean_accuracy(counts, seed=cfg.seed) if counts else None,
         "finish_reasons": _count(r["finish_reason"] for r in records),
+        "failure_counts": failure_counts(records) if counts else None,
         "timing": {"wall_seconds": wall, "model_load_seconds": lm.load_seconds,
                    "generation_seconds": stats.seconds, "prefill_seconds": stats.prefill_seconds,
                    "tokens_generated": stats.tokens, "decode_steps": stats.steps, "row_steps": stats.row_steps,

@@ -120,6 +120,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def environment() -> dict[str, Any]:
+    from esamp.runtime import allocator_settings
+
     """Versions and machine facts recorded next to every result."""
     pkgs = {}
     for name in ("esamp", "torch", "transformers", "tokenizers", "hydra-core", "omegaconf", "numpy",
@@ -133,7 +135,8 @@ def environment() -> dict[str, Any]:
     env = {"python": sys.version.split()[0], "platform": platform.platform(), "packages": pkgs,
            "cuda": torch.version.cuda if torch.cuda.is_available() else None,
            "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor(),
-           "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+           "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+           "allocator": allocator_settings()}
     try:
         root = Path(__file__).resolve().parents[1]
         env["git_commit"] = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,

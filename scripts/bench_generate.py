@@ -37,6 +37,7 @@ def main():
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed rounds before the timed ones")
     ap.add_argument("--arms", default="hf_generate,loop,esamp")
     ap.add_argument("--json", default=None, help="also write the raw numbers here")
     args = ap.parse_args()
@@ -68,7 +69,7 @@ def main():
           f"new_tokens={args.new_tokens} repeats={args.repeats} threads={torch.get_num_threads()} "
           f"GFLOP/token={flops / 1e9:.3f}")
     before = gemm_peak(lm.model, rows, lm.device)
-    rates = interleaved(arms, args.repeats, device=lm.device)
+    rates = interleaved(arms, args.repeats, device=lm.device, warmup=args.warmup)
     after = gemm_peak(lm.model, rows, lm.device)
     peak = statistics.median([before["peak_flops"], after["peak_flops"]])
     step = statistics.median([before["step_gemm_flops"], after["step_gemm_flops"]])

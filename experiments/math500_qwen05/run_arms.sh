@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The MATH-500 campaign (issue 9): ten arms on the same 100 problems (problems.json: 20 per level, seed 0),
+# n = 16, 512 new tokens, seed 0, Qwen2.5-Coder-0.5B-Instruct (offline: make install-qwen).
+# Arms run one after another, each into its fixed folder results/math500_qwen05/<arm>; a killed run resumes
+# where it stopped when this script is started again (finished arms are skipped: results.json exists).
+#   nohup bash experiments/math500_qwen05/run_arms.sh [ARM ...] > results/math500_qwen05/campaign.log 2>&1 &
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export ESAMP_DATA_DIR=${ESAMP_DATA_DIR:-$(cd .. && pwd)/shared/data}
+COMMON=(model=qwen2.5-coder-0.5b-pypi task=math500 "task.subset={ids_file:experiments/math500_qwen05/problems.json}"
+        task.max_new_tokens=512 seed=0 generation.batch_prompts=8)
+declare -A ARMS=(
+  [temperature_t1]="sampler=temperature sampler.n=16"
+  [esamp_b025]="sampler=esamp sampler.n=16"
+  [esamp_b01]="sampler=esamp sampler.n=16 sampler.beta=0.1"
+  [esamp_b1]="sampler=esamp sampler.n=16 sampler.beta=1.0"
+  [naive_b05]="sampler=esamp sampler.n=16 sampler.fusion=naive sampler.beta=0.5"
+  [noise_b025]="sampler=esamp sampler.n=16 sampler.error=noise"
+  [shared_b025]="sampler=esamp sampler.n=16 sampler.state=shared"
+  [temperature_t07]="sampler=temperature sampler.n=16 sampler.temperature=0.7"
+  [min_p01]="sampler=min_p sampler.n=16 sampler.min_p=0.1 sampler.temperature=1.0"
+  [fire]="sampler=fire sampler.n=16"
+)
+ORDER=(temperature_t1 esamp_b025 min_p01 temperature_t07 esamp_b01 esamp_b1 noise_b025 naive_b05 shared_b025 fire)
+[ $# -gt 0 ] && ORDER=("$@")
+for arm in "${ORDER[@]}"; do
+  dir=results/math500_qwen05/$arm
+  if [ -f "$dir/results.json" ]; then echo "== $arm: done, skipped"; continue; fi
+  echo "== $arm: start $(date -Is)"
+  # shellcheck disable=SC2086
+  $PY run.py "${COMMON[@]}" ${ARMS[$arm]} hydra.run.dir="$dir" || { echo "== $arm: FAILED"; exit 1; }
+  echo "== $arm: done $(date -Is)"
+done
