@@ -173,7 +173,7 @@ def generate(
         tp = time.perf_counter()
         rows = batch.rows_of(g)
         batch.slot_prompt[g], batch.slot_step[g], batch.slot_length[g] = p, 1, len(encoded[p])
-        sampler.admit(g, problem_ids[p])
+        sampler.admit(g, problem_ids[p], encoded[p])
         with torch.no_grad():
             out = lm.decoder(input_ids=torch.tensor([encoded[p]], device=device), use_cache=True)
         cache.load(torch.arange(rows.start, rows.stop, device=device), out.cache, len(encoded[p]))
@@ -269,7 +269,7 @@ def generate(
             uniform = batch.uniforms.gather(1, batch.step.clamp(max=max_new_tokens - 1)[:, None]).squeeze(1)
             view = StepView(step=batch.slot_step[0], hidden=hidden, uniform=uniform, rows=batch.row_ids,
                             active=batch.active, lm=lm, taps=taps.read(hidden) if taps is not None else None,
-                            row_steps=batch.step)
+                            row_steps=batch.step, input_ids=batch.last)
             record(slice(None), sampler.choose(view))
             batch.step += 1
             batch.slot_step = [s + 1 for s in batch.slot_step]

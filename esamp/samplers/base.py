@@ -55,6 +55,7 @@ class StepView:
     slot: int | None = None               # at a prefill: the slot the prompt entered (its rows only)
     row_steps: torch.Tensor | None = None  # (B,) step index of each row's token (rows of different prompts
                                            # are at different steps under continuous batching)
+    input_ids: torch.Tensor | None = None  # (B,) the token each row fed at this decode step (None at a prefill)
 
     def logits(self) -> torch.Tensor:
         """Full-vocabulary logits of the model (float32)."""
@@ -95,8 +96,9 @@ class Sampler:
     def begin(self, info: BatchInfo) -> None:
         """A batch starts: `info.num_prompts` slots of n rows (continuous samplers: once per run)."""
 
-    def admit(self, slot: int, problem_id: str) -> None:
-        """Problem `problem_id` enters `slot` (rows slot*n .. slot*n+n-1): fresh per-prompt state goes here."""
+    def admit(self, slot: int, problem_id: str, prompt_ids: list[int] | None = None) -> None:
+        """Problem `problem_id` (prompt tokens `prompt_ids`) enters `slot` (rows slot*n .. slot*n+n-1): fresh
+        per-prompt state goes here (a second model's prefill, too)."""
 
     def choose(self, view: StepView) -> Choice:
         raise NotImplementedError

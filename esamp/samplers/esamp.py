@@ -98,7 +98,7 @@ class ESampSampler(TruncationSampler):
         self._latent_mixing = self._can_mix(info.lm) if self.latent_mixing_cfg == "auto" else bool(self.latent_mixing_cfg)
         self._noise_gen = torch.Generator(device=info.device).manual_seed(info.seed) if self.error == "noise" else None
 
-    def admit(self, slot: int, problem_id: str) -> None:
+    def admit(self, slot: int, problem_id: str, prompt_ids: list[int] | None = None) -> None:
         """A prompt enters `slot`: its fresh Distiller is drawn from (seed, problem id), so a prompt's
         Distiller (and thus its samples) does not depend on which prompts share the batch or when it entered."""
         if self.state == "per_prompt":
