@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-KINDS = ("paper", "tllm")
+from esamp.variants import VARIANT_NAMES
+
+KINDS = VARIANT_NAMES
 LN_EPS = 1e-5
 
 

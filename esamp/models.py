@@ -21,10 +21,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from esamp.variants import VARIANT_NAMES
+
 log = logging.getLogger(__name__)
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-TAP_KINDS = ("paper", "tllm")
+TAP_KINDS = VARIANT_NAMES
 
 # ChatML, used by the in-process tiny tokenizer and as a fallback for models without a template.
 CHATML_TEMPLATE = (

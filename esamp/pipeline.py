@@ -45,8 +45,9 @@ def validate(cfg: DictConfig, sampler, task=None) -> list[int]:
     if not isinstance(gen.batch_prompts, int) or gen.batch_prompts < 1:
         raise ConfigError(f"generation.batch_prompts={gen.batch_prompts!r} is invalid: allowed values are integers >= 1")
     least = sampler.min_new_tokens
-    if not isinstance(cfg.task.max_new_tokens, int) or cfg.task.max_new_tokens < least:
-        raise ConfigError(f"task.max_new_tokens={cfg.task.max_new_tokens!r} is invalid: allowed values are integers "
+    max_new = task.max_new_tokens if task is not None else cfg.task.max_new_tokens
+    if not isinstance(max_new, int) or max_new < least:
+        raise ConfigError(f"task.max_new_tokens={max_new!r} is invalid: allowed values are integers "
                           f">= {least} (sampler {sampler.name})")
     if sampler.handles_eos and task is not None and task.stop_strings:
         raise ConfigError(f"sampler={sampler.name} with task={cfg.task.name}: the task ends completions at stop "
@@ -143,7 +144,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
 
     try:
         # One call: `batch_prompts` prompts in flight, a finished prompt's slot takes the next one at once.
-        result = generate(lm, sampler, texts, [p.id for p in todo], max_new_tokens=cfg.task.max_new_tokens,
+        result = generate(lm, sampler, texts, [p.id for p in todo], max_new_tokens=task.max_new_tokens,
                           seed=cfg.seed, batch_prompts=cfg.generation.batch_prompts,
                           stop_strings=tuple(task.stop_strings), ignore_eos=cfg.generation.ignore_eos,
                           on_prompt_done=lambda i, rows: graded.append(grader.submit(grade_and_store, i, rows)))

@@ -22,20 +22,12 @@ import torch
 from torch import Tensor
 
 from esamp.distiller import DistillerBank
+from esamp.variants import VARIANTS
 
 OPTIMIZERS = ("adam", "adamw")
 MODES = ("serial", "async")
 CLIP_EPS = 1e-6  # same epsilon as torch.nn.utils.clip_grad_norm_
 
-# Per-variant defaults. "paper": the paper's Distiller and optimiser. "tllm": the public reference code
-# (LinesHogan/tLLM), which builds torch.optim.AdamW(params, lr=1e-3) with AdamW's defaults (weight decay
-# 0.01, eps 1e-8) and does not clip gradients (grad_clip 0 = off here).
-VARIANTS: dict[str, dict] = {
-    "paper": dict(kind="paper", intermediate=384, optimizer="adam", lr=4e-4, eps=1e-4, betas=(0.9, 0.999),
-                  weight_decay=0.0, grad_clip=0.5),
-    "tllm": dict(kind="tllm", rank=64, optimizer="adamw", lr=1e-3, eps=1e-8, betas=(0.9, 0.999),
-                 weight_decay=0.01, grad_clip=0.0),
-}
 _BANK_KEYS = ("kind", "intermediate", "rank", "init_down")
 _TRAINER_KEYS = ("optimizer", "lr", "eps", "betas", "weight_decay", "grad_clip", "max_steps", "loss_reduction")
 LOSS_REDUCTIONS = ("mean", "sum")

@@ -143,6 +143,27 @@ def test_latent_mixing_equals_logit_fusion(tiny_lm):
     assert toks(a) == toks(b)
 
 
+def test_latent_mixing_in_bf16_equals_logit_fusion_up_to_rounding():
+    """In a bf16 model the two routes round differently (the mix is rounded to bf16 before one projection;
+    fusion combines two bf16 projections in float32), so they are equal only up to rounding: the fused
+    next-token distributions agree to a small total-variation distance, which is what latent mixing promises
+    there, and no more (identical tokens are not promised: the test says how often they differ)."""
+    from esamp.models import load_model
+    from tests.conftest import tiny_cfg
+
+    lm = load_model(tiny_cfg(dtype="bfloat16", init_scale=4.0, seed=2, hidden_size=256, intermediate_size=512))
+    g = torch.Generator().manual_seed(0)
+    h = (torch.randn(64, lm.hidden_size, generator=g) * 3).to(torch.bfloat16)
+    h_pred = h.float() + torch.randn(64, lm.hidden_size, generator=g)
+    beta = 0.25
+    head = lm.lm_head
+    mixed = head((h.float() + beta * (h.float() - h_pred)).to(torch.bfloat16)).float()  # ESamp's mixing route
+    fused = (1 + beta) * head(h).float() - beta * head(h_pred.to(torch.bfloat16)).float()
+    tv = 0.5 * (mixed.softmax(-1) - fused.softmax(-1)).abs().sum(-1)
+    assert tv.max() < 0.05 and tv.mean() < 0.01
+    assert not torch.equal(mixed, fused)  # they are not the same numbers: "up to rounding" is the claim
+
+
 def test_serial_and_async_give_the_same_tokens(peaked_lm):
     a = gen(peaked_lm, ESampSampler(n=3, beta=0.5, trainer="serial"), n_tokens=30)
     b = gen(peaked_lm, ESampSampler(n=3, beta=0.5, trainer="async"), n_tokens=30)

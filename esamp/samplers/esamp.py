@@ -8,7 +8,9 @@ Per decode step t and active row (prompt p):
 
 Paths (all chosen by config, recorded in results.json):
 - latent mixing `lm_head((1 + beta) h - beta h_pred)` when no filter is set, the taps are `paper` (target =
-  the LM head's input) and the head has no bias: one vocabulary projection instead of two;
+  the LM head's input) and the head has no bias: one vocabulary projection instead of two. Exact in real
+  arithmetic; in a bf16 model equal to logit fusion only up to rounding (the mix is rounded to bf16 before
+  the projection): the next-token distributions agree closely (tested), individual tokens can differ;
 - logit fusion otherwise (filters keep/drop candidates on the model's own logits first);
 - `fusion_order: tllm` (the public code): logits / T -> filters -> (1 + beta) * kept - beta * logit_dist
   (distiller logit NOT divided by T) -> sample;
@@ -29,12 +31,13 @@ import torch
 from esamp.samplers.base import BatchInfo, Choice, StepView
 from esamp.samplers.truncation import TruncationSampler, sample
 from esamp.seeding import prompt_generator
-from esamp.trainer import LOSS_REDUCTIONS, VARIANTS, make_trainer
+from esamp.trainer import LOSS_REDUCTIONS, make_trainer
+from esamp.variants import KIND_KEYS, OPTIMISER_KEYS, VARIANT_NAMES, VARIANTS
 
 STATES = ("per_prompt", "shared")
 FUSIONS = ("paper", "naive")
 ERRORS = ("distiller", "noise")
-ORDERS = ("paper", "tllm")
+ORDERS = VARIANT_NAMES
 MODES = ("serial", "async")
 
 
@@ -56,7 +59,7 @@ class ESampSampler(TruncationSampler):
         _one_of("variant", variant, tuple(VARIANTS))
         self.variant = variant
         self.taps = taps or variant  # the loop reads this to install the hidden-state hooks
-        _one_of("taps", self.taps, ("paper", "tllm"))
+        _one_of("taps", self.taps, VARIANT_NAMES)
         _one_of("state", state, STATES)
         _one_of("trainer", trainer, MODES)
         _one_of("fusion", fusion, FUSIONS)
@@ -213,8 +216,7 @@ def _distiller_options(variant: str, distiller: dict | None) -> dict:
     """`sampler.distiller.*` minus nulls (null = the variant's default), checked: a key the variant does not
     use is a config error, never silently ignored."""
     opts = {k: v for k, v in dict(distiller or {}).items() if v is not None}
-    allowed = {"paper": ("intermediate", "init_down"), "tllm": ("rank",)}[variant] + \
-        ("lr", "eps", "betas", "weight_decay", "grad_clip", "optimizer", "loss_reduction")
+    allowed = KIND_KEYS[VARIANTS[variant]["kind"]] + OPTIMISER_KEYS
     for key in opts:
         if key not in allowed:
             raise ValueError(f"sampler.distiller.{key} is invalid with sampler.variant={variant}: allowed keys are "
