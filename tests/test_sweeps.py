@@ -124,16 +124,16 @@ def test_submitit_slurm_config_composes():
     assert set(SlurmQueueConf.__dataclass_fields__) <= set(launcher.keys())
 
 
-@pytest.mark.parametrize("name", ["smoke", "sampler_comparison", "beta_sweep"])
+@pytest.mark.parametrize("name", ["smoke", "sampler_comparison", "beta_sweep", "demo"])
 def test_experiment_presets_compose(name):
-    if name == "beta_sweep" and not (CONF / "sampler" / "esamp.yaml").exists():
-        pytest.skip("conf/sampler/esamp.yaml not written yet")
     text = (CONF / "experiment" / f"{name}.yaml").read_text()
     assert text.startswith("# @package _global_")
     cfg = _compose([f"experiment={name}"], hydra=True)
     params = OmegaConf.to_container(cfg.hydra.sweeper.params) if cfg.hydra.sweeper.params is not None else {}
     if name == "smoke":
         assert cfg.model.source == "tiny_random" and cfg.task.limit == 2
+    elif name == "demo":  # the main job of `make run`: level-1 MATH-500 problems with the offline Qwen 0.5B
+        assert cfg.model.name.startswith("qwen2.5-coder-0.5b") and cfg.task.subset == {"level": [1]}
     elif name == "beta_sweep":
         assert cfg.sampler.name == "esamp" and params == {"sampler.beta": "0,0.1,0.25,0.5"}
         for beta in (0, 0.1, 0.25, 0.5):  # every job of the sweep composes
