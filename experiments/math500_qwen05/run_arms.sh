@@ -22,6 +22,9 @@ declare -A ARMS=(
   [temperature_t07]="sampler=temperature sampler.n=16 sampler.temperature=0.7"
   [min_p01]="sampler=min_p sampler.n=16 sampler.min_p=0.1 sampler.temperature=1.0"
   [fire]="sampler=fire sampler.n=16"
+  # extra, clearly labelled arms (issue 9, Distiller dynamics): not in the default order; run by name
+  [esamp_b025_lsum]="sampler=esamp sampler.n=16 sampler.distiller.loss_reduction=sum"
+  [esamp_b025_zeroinit]="sampler=esamp sampler.n=16 +sampler.distiller.init_down=zero"
 )
 ORDER=(temperature_t1 esamp_b025 min_p01 temperature_t07 esamp_b01 esamp_b1 noise_b025 naive_b05 shared_b025 fire)
 [ $# -gt 0 ] && ORDER=("$@")

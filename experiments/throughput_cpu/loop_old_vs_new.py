@@ -1,0 +1,64 @@
+"""Before/after of the decoding loop: the same fixed-length job (plain temperature sampling, EOS ignored) run
+by two checkouts of the project, one process per (checkout, round), alternating.
+
+    python experiments/throughput_cpu/loop_old_vs_new.py OLD_ROOT NEW_ROOT [--model qwen2.5-coder-0.5b-pypi]
+           [--prompts 4 --n 16 --new-tokens 256 --rounds 2]
+
+Each process imports `esamp` from its own root, loads the model, runs one warm-up and one timed generation
+and prints tokens/s; the parent prints every round and the median per checkout.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+CHILD = r'''
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import torch
+from esamp.bench import model_and_prompts
+from esamp.generation import generate
+from esamp.samplers.truncation import TruncationSampler
+root, model, P, n, T = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+lm, prompts, ids = model_and_prompts(f"{root}/conf/model/{model}.yaml", "cpu", P)
+s = TruncationSampler(n=n, temperature=1.0)
+generate(lm, s, prompts, ids, max_new_tokens=16, ignore_eos=True)
+t = time.perf_counter()
+out = generate(lm, s, prompts, ids, max_new_tokens=T, ignore_eos=True)
+print(json.dumps({"tokens_per_second": out.stats.tokens / (time.perf_counter() - t)}))
+'''
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("old")
+    ap.add_argument("new")
+    ap.add_argument("--model", default="qwen2.5-coder-0.5b-pypi")
+    ap.add_argument("--prompts", type=int, default=4)
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    rates = {"old": [], "new": []}
+    for r in range(args.rounds):
+        for name in (("old", "new") if r % 2 == 0 else ("new", "old")):
+            root = str(Path(getattr(args, name)).resolve())
+            out = subprocess.run([sys.executable, "-c", CHILD, root, args.model, str(args.prompts), str(args.n),
+                                  str(args.new_tokens)], capture_output=True, text=True, env=env, cwd=root)
+            line = [x for x in out.stdout.splitlines() if x.startswith("{")]
+            if not line:
+                sys.exit(f"{name} failed:\n{out.stderr[-3000:]}")
+            rates[name].append(json.loads(line[-1])["tokens_per_second"])
+            print(f"round {r} {name}: {rates[name][-1]:.1f} tok/s", flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"{args.model} {args.prompts}x{args.n}x{args.new_tokens}: old {med['old']:.1f} tok/s, new {med['new']:.1f} "
+          f"tok/s, new/old {med['new'] / med['old']:.3f}")
+    print(json.dumps({"args": vars(args), "tokens_per_second": rates}))
+
+
+if __name__ == "__main__":
+    main()
