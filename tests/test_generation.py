@@ -103,16 +103,19 @@ def test_ignore_eos_runs_to_length(tiny_lm):
     assert all(r.num_tokens == 7 for r in out.prompts[0])
 
 
-def test_stop_strings(tiny_lm):
-    """Force a row to write 'STOP' and check it ends there with the stop string cut from the text."""
-    forced = tiny_lm.encode("abcSTOPxyz")
-
-    class Scripted(TruncationSampler):
+def _scripted(base_cls, forced: list[int]):
+    """A sampler whose every row writes the token sequence `forced` (then repeats its last token)."""
+    class Scripted(base_cls):
         def choose(self, view):
             c = super().choose(view)
             c.tokens = torch.full_like(c.tokens, forced[min(view.step, len(forced) - 1)])
             return c
+    return Scripted
 
+
+def test_stop_strings(tiny_lm):
+    """Force a row to write 'STOP' and check it ends there with the stop string cut from the text."""
+    Scripted = _scripted(TruncationSampler, tiny_lm.encode("abcSTOPxyz"))
     out = generate(tiny_lm, Scripted(n=1), ["x"], ["a"], max_new_tokens=10, stop_strings=("STOP",))
     r = out.prompts[0][0]
     assert r.finish_reason == "stop" and r.text == "abc" and r.num_tokens == len(tiny_lm.encode("abcSTOP"))
@@ -205,14 +208,7 @@ def test_a_free_slot_takes_the_next_prompt_at_once(peaked_lm):
 def test_no_token_after_a_stop_string_is_trained_or_counted(tiny_lm, sync_every):
     """Whatever the host sync interval, a row ends at the token completing its stop string: ESamp never
     trains on the tokens a lagging sync would have let it generate after the stop."""
-    forced = tiny_lm.encode("abcSTOPxyzxyzxyzxyz")
-
-    class Scripted(ESampSampler):
-        def choose(self, view):
-            c = super().choose(view)
-            c.tokens = torch.full_like(c.tokens, forced[min(view.step, len(forced) - 1)])
-            return c
-
+    Scripted = _scripted(ESampSampler, tiny_lm.encode("abcSTOPxyzxyzxyzxyz"))
     out = generate(tiny_lm, Scripted(n=2), ["x"], ["a"], max_new_tokens=16, stop_strings=("STOP",),
                    sync_every=sync_every)
     stop_len = len(tiny_lm.encode("abcSTOP"))
