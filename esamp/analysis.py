@@ -430,8 +430,10 @@ def plot_dynamics(run_dirs: Sequence[str | Path], path=None):
     return plot_step_curves([
         ("Distiller loss", "training loss (MSE, mean over prompts)", [(nm, t["loss_curve"]) for nm, t in tele
                                                                        if t.get("loss_curve")]),
-        ("Distiller prediction error", "mean error norm ||h - D(h_shallow)||",
-         [(nm, t["error_norm_curve"]) for nm, t in tele if t.get("error_norm_curve")]),
+        # relative to the target's norm (the evidence protocol's telemetry); older runs: the absolute norm
+        ("Distiller prediction error", "mean ||h - D(h_shallow)|| / ||h||  (absolute: runs without it)",
+         [(nm, t.get("rel_error_norm_curve") or t["error_norm_curve"]) for nm, t in tele
+          if t.get("rel_error_norm_curve") or t.get("error_norm_curve")]),
     ], path, title="ESamp Distiller dynamics", xlabel="training step (from the 2nd generated token)")
 
 
