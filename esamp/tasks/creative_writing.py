@@ -2,9 +2,13 @@
 
 A passage (a chapter, or ~2,000 words) is split at its middle; the last 32 words of the first half are the
 prompt, fed raw (no chat template); the model continues for up to 512 tokens, 16 samples per prompt.
-Per prompt over its n samples: mean pairwise embedding cosine, Vendi score, distinct-1/2/3, self-BLEU, and
-the perplexity of each continuation under a reference model; plus the divergence curve (mean pairwise
-cosine of the partial generations every 64 tokens). There is no "correct", so no Pass@k.
+Per prompt over its n samples: mean pairwise embedding cosine, Vendi score, distinct-1/2/3, self-BLEU, the
+perplexity of each continuation under a reference model (mean and median over the prompt's samples), the
+divergence curve (mean pairwise cosine of the partial generations every 64 tokens) and the fraction of
+samples longer than the embedder reads (all-MiniLM-L6-v2: 256 word pieces; the rest is cut). All of these
+are stored per prompt in `task_metrics.per_prompt` (a bootstrap over prompts needs them, see
+`esamp.frontier`) and averaged over prompts at the top level of `task_metrics`. There is no "correct", so
+no Pass@k.
 
 The judge model for perplexity (`ppl_model`) is a model config composed by Hydra from the `model` group
 (conf/task/creative_writing.yaml: `defaults: - /model@ppl_model: smollm2-135m`); choose another on the
@@ -53,11 +57,17 @@ class CreativeWritingTask(Task):
     def __init__(self, books_dir: str | None = None, num_prompts: int | None = 20, prompt_seed: int = 42,
                  prompt_words: int = 32, max_new_tokens: int = 512, ppl_model: Any = None,
                  embedder: str | None = None, divergence_every: int = 64, limit: int | None = None,
-                 name: str | None = None):
+                 name: str | None = None, embedder_max_seq_length: int | None = None):
         if num_prompts is not None and num_prompts < 1:
             raise ValueError(f"task.num_prompts={num_prompts!r} is invalid: allowed values are null or an integer >= 1")
         self.books_dir, self.num_prompts, self.prompt_seed, self.prompt_words = books_dir, num_prompts, prompt_seed, prompt_words
+        if embedder_max_seq_length is not None and (isinstance(embedder_max_seq_length, bool)
+                                                    or not isinstance(embedder_max_seq_length, int)
+                                                    or embedder_max_seq_length < 1):
+            raise ValueError(f"task.embedder_max_seq_length={embedder_max_seq_length!r} is invalid: allowed values "
+                             "are null (the embedder's own limit) or an integer >= 1")
         self.max_new_tokens, self.embedder_name = max_new_tokens, embedder
+        self.embedder_max_seq_length = embedder_max_seq_length
         self.ppl_model = judge_config(ppl_model)
         self.every, self.limit = divergence_every, limit
         self.name = name or self.name
@@ -94,10 +104,21 @@ class CreativeWritingTask(Task):
         by_prompt: dict[str, list[dict]] = {}
         for r in records:
             by_prompt.setdefault(r["problem_id"], []).append(r)
-        embedder = Embedder(self.embedder_name) if self.embedder_name else Embedder()
+        embedder = Embedder(self.embedder_name or None, max_seq_length=self.embedder_max_seq_length)
         per_prompt = {pid: diversity_metrics([r["completion"] for r in rs], embedder) for pid, rs in by_prompt.items()}
         keys = [k for k in next(iter(per_prompt.values())) if k != "n"] if per_prompt else []
         out: dict[str, Any] = {k: _nanmean([m[k] for m in per_prompt.values()]) for k in keys}
+        out["embedder"] = repr(embedder)
+        max_tokens = getattr(embedder, "max_tokens", None)
+        if max_tokens and hasattr(embedder, "token_counts") and records:
+            # how much of each sample the embedding metrics see: the fraction cut at the embedder's limit
+            out["embedder_max_tokens"] = int(max_tokens)
+            for pid, rs in by_prompt.items():
+                counts = embedder.token_counts([r["completion"] for r in rs])
+                per_prompt[pid]["embed_truncated"] = float(np.mean([c > max_tokens for c in counts]))
+                per_prompt[pid]["embed_tokens"] = float(np.mean(counts))
+            out["embed_truncated"] = _nanmean([m["embed_truncated"] for m in per_prompt.values()])
+            out["embed_tokens"] = _nanmean([m["embed_tokens"] for m in per_prompt.values()])
 
         if self.ppl_model:
             from omegaconf import OmegaConf
@@ -107,14 +128,22 @@ class CreativeWritingTask(Task):
 
             ref = load_model(OmegaConf.create(self.ppl_model))
             ppl = continuation_perplexities(ref, [r["prompt"] for r in records], [r["completion"] for r in records])
-            out["perplexity"] = _nanmean(ppl)
-            out["perplexity_median"] = float(np.nanmedian(ppl)) if ppl else float("nan")
+            out["perplexity"] = _nanmean(ppl)  # over all samples (= the mean of per-prompt means at equal n)
+            out["perplexity_median"] = _nanmedian(ppl)
             out["ppl_model"] = ref.name
+            by_pid: dict[str, list[float]] = {}
+            for r, v in zip(records, ppl):
+                by_pid.setdefault(r["problem_id"], []).append(v)
+            for pid, vs in by_pid.items():
+                per_prompt[pid]["perplexity"] = _nanmean(vs)
+                per_prompt[pid]["perplexity_median"] = _nanmedian(vs)
 
         if self.lm is not None and all("token_ids" in r for r in records):
             decode = lambda ids: self.lm.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
             curves = [divergence_curve([r["token_ids"] for r in rs], decode, embedder, every=self.every)
                       for rs in by_prompt.values()]
+            for pid, c in zip(by_prompt, curves):
+                per_prompt[pid]["divergence_curve"] = [[p, v] for p, v in c]
             positions = sorted({p for c in curves for p, _ in c})
             out["divergence_curve"] = [[p, _nanmean([v for c in curves for q, v in c if q == p])] for p in positions]
         out["prompts"] = len(by_prompt)
@@ -122,6 +151,15 @@ class CreativeWritingTask(Task):
         return out
 
 
+def _finite(values) -> list[float]:
+    return [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+
+
 def _nanmean(values) -> float:
-    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    vals = _finite(values)
     return float(np.mean(vals)) if vals else float("nan")
+
+
+def _nanmedian(values) -> float:
+    vals = _finite(values)
+    return float(np.median(vals)) if vals else float("nan")
