@@ -122,10 +122,13 @@ def generate(
     ignore_eos: bool = False,
     sync_every: int | None = None,
     on_prompt_done: Callable[[int, list[RowResult]], None] | None = None,
+    on_snapshot: Callable[[dict], None] | None = None,
+    snapshot_every: float = 120.0,
 ) -> GenerationOutput:
     """Generate `sampler.n` completions for every prompt (already rendered text), `batch_prompts` prompts
     in flight at a time (default: all). `on_prompt_done(prompt_index, rows)` fires as soon as all n rows of
-    a prompt are finished."""
+    a prompt are finished; `on_snapshot(telemetry)` gets the sampler's telemetry so far at most every
+    `snapshot_every` seconds (after a prompt finished), so a killed run keeps it."""
     if len(prompts) != len(problem_ids):
         raise ValueError("prompts and problem_ids differ in length")
     if max_new_tokens < 1:
@@ -154,7 +157,7 @@ def generate(
     taps = HiddenTaps(lm, sampler.taps) if sampler.taps else None
     cache: RowCache | None = None
     batch: _Batch | None = None
-    t0 = time.perf_counter()
+    t0 = last_snapshot = time.perf_counter()
 
     def begin_wave() -> None:
         """Fresh batch state for up to `slots` prompts (once, or per wave for lock-step samplers)."""
@@ -212,6 +215,7 @@ def generate(
 
     def report(g: int) -> None:
         """Host side: slot g's prompt is done; decode its rows and hand them over."""
+        nonlocal last_snapshot
         p, rows = batch.slot_prompt[g], batch.rows_of(g)
         batch.active[rows] = False
         lengths, reasons = batch.gen_len[rows].tolist(), batch.why[rows].tolist()
@@ -228,6 +232,9 @@ def generate(
         batch.slot_prompt[g] = None
         if on_prompt_done:
             on_prompt_done(p, results[p])
+        if on_snapshot and time.perf_counter() - last_snapshot >= snapshot_every:
+            on_snapshot(sampler.snapshot())
+            last_snapshot = time.perf_counter()
 
     try:
         begin_wave()

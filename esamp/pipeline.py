@@ -17,7 +17,7 @@ from esamp.loggers import NullLogger
 from esamp.metrics.passk import default_ks, mean_accuracy, passk_curve
 from esamp.models import load_model
 from esamp.report import failure_counts, format_summary
-from esamp.results import ResumeMismatch, SampleStore, check_lock, environment, write_json
+from esamp.results import ResumeMismatch, SampleStore, TelemetryLog, check_lock, environment, write_json
 from esamp.sharding import Shards
 from esamp.tasks.base import Problem
 from esamp.tasks.data import DataNotFound
@@ -142,17 +142,25 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
         store.append(make_records(todo[i], texts[i], rows, grades, token_ids=task.store_token_ids))
         bar.update(1)
 
+    # the sampler's telemetry of every part of this run (resumed runs), saved periodically; shards: main only
+    telemetry_log = TelemetryLog(out / "telemetry.jsonl") if shards.num_processes == 1 else None
     try:
         # One call: `batch_prompts` prompts in flight, a finished prompt's slot takes the next one at once.
         result = generate(lm, sampler, texts, [p.id for p in todo], max_new_tokens=task.max_new_tokens,
                           seed=cfg.seed, batch_prompts=cfg.generation.batch_prompts,
                           stop_strings=tuple(task.stop_strings), ignore_eos=cfg.generation.ignore_eos,
-                          on_prompt_done=lambda i, rows: graded.append(grader.submit(grade_and_store, i, rows)))
+                          on_prompt_done=lambda i, rows: graded.append(grader.submit(grade_and_store, i, rows)),
+                          on_snapshot=telemetry_log.save if telemetry_log else None,
+                          snapshot_every=float(cfg.generation.get("telemetry_every", 120)))
     finally:
         grader.shutdown(wait=True)
     for fut in graded:
         fut.result()  # a grading failure is an error of the run, never a silently missing problem
     stats, telemetry = result.stats, [result.telemetry] if todo else []
+    if telemetry_log is not None:
+        if todo:
+            telemetry_log.save(result.telemetry, final=True)
+        telemetry = telemetry_log.all()
     bar.close()
 
     stats, telemetry = shards.gather(stats, telemetry)

@@ -98,6 +98,39 @@ class SampleStore:
             os.fsync(f.fileno())
 
 
+class TelemetryLog:
+    """The sampler's telemetry per part of a run (a run resumed k times has k + 1 parts), in
+    `telemetry.jsonl`: one line per save, {"part": i, "final": bool, "telemetry": {...}}; the last line of a
+    part wins. A part killed mid-way keeps its last periodic save (it may include training on prompts that
+    were in flight and are generated again on resume: the curves, not the samples, see them twice)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.parts = self._read()
+        self.part = max(self.parts, default=-1) + 1  # this session's part
+
+    def _read(self) -> dict[int, dict]:
+        parts: dict[int, dict] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    parts[int(entry["part"])] = entry["telemetry"]
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue  # a torn last line of a killed save
+        return parts
+
+    def save(self, telemetry: dict, final: bool = False) -> None:
+        self.parts[self.part] = telemetry
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"part": self.part, "final": final, "telemetry": telemetry}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def all(self) -> list[dict]:
+        return [self.parts[k] for k in sorted(self.parts) if self.parts[k]]
+
+
 def check_lock(out_dir: Path, fingerprint: dict[str, Any]) -> None:
     """First run: write the fingerprint. Resume: it must match."""
     lock = out_dir / "run.lock.json"

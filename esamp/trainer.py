@@ -319,6 +319,7 @@ class OnlineTrainer:
             "train_steps": self.train_steps,
             "update_steps": len(finite),  # steps where at least one slot trained
             "loss_curve": curve,
+            "count_curve": [int(c) for c in loss_cnt.tolist()],  # prompts (slots) trained at each step
             "first_loss": finite[0] if finite else nan,
             "last_loss": finite[-1] if finite else nan,
             "mean_loss": sum(finite) / len(finite) if finite else nan,

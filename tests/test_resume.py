@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 N, PROBLEMS = 4, 5
 # ignore_eos: every problem costs the same number of steps, so the kill lands while later problems run
 ARGS = ["model=tiny-random", f"task.limit={PROBLEMS}", f"sampler.n={N}", "task.max_new_tokens=32",
-        "generation.ignore_eos=true", "generation.batch_prompts=1", "seed=3"]
+        "generation.ignore_eos=true", "generation.batch_prompts=1", "seed=3",
+        "generation.telemetry_every=0"]  # (the default sampler is ESamp) its telemetry saved at every prompt
 
 
 def _env(data_dir: Path) -> dict:
@@ -91,6 +92,14 @@ def test_kill_and_resume(tmp_path, data_dir):
     assert summary["resume"]["problems_reused"] == len(done_before) > 0   # ...and not regenerated
     assert summary["resume"]["dropped"] >= 1                             # the torn line
     assert summary["samples"] == N * PROBLEMS and summary["num_problems"] == PROBLEMS
+    # the ESamp telemetry of the killed part survived: both parts are in the summary
+    parts = {}
+    for line in _lines(out / "telemetry.jsonl"):
+        entry = json.loads(line)
+        parts[entry["part"]] = entry["telemetry"]
+    assert sorted(parts) == [0, 1] and parts[0]["train_steps"] > 0
+    tele = summary["sampler_telemetry"]
+    assert tele["train_steps"] == parts[0]["train_steps"] + parts[1]["train_steps"] > parts[1]["train_steps"]
 
     # 4. the same samples as a run that was never interrupted
     res = subprocess.run(_cmd(ref), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

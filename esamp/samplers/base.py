@@ -107,6 +107,10 @@ class Sampler:
         """The loop dropped the rows of finished slots: keep only positions `keep` (indices into the current
         rows, whole slots, in order) of any per-row and per-slot state."""
 
+    def snapshot(self) -> dict[str, Any]:
+        """Telemetry so far, mid-run (saved periodically, so a killed run keeps its curves)."""
+        return {}
+
     def end(self) -> dict[str, Any]:
         """The batch is over; return telemetry to store in results.json (may sync the device)."""
         return {}

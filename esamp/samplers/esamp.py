@@ -159,18 +159,24 @@ class ESampSampler(TruncationSampler):
                                  slot_steps=None if steps is None else steps - 1)
         return pred.view(-1, H)
 
-    def end(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
         if self.trainer is None:
             return {}
         stats = self.trainer.stats()
-        self.trainer.close()  # joins a pending update and stops the CPU worker thread
-        return {k: stats[k] for k in ("train_steps", "update_steps", "loss_curve", "error_norm_curve",
+        return {k: stats[k] for k in ("train_steps", "update_steps", "loss_curve", "count_curve", "error_norm_curve",
                                       "rel_error_norm_curve", "mean_error_norm", "mean_rel_error_norm",
                                       "first_loss", "last_loss", "trained_rows") if k in stats}
 
+    def end(self) -> dict[str, Any]:
+        out = self.snapshot()
+        if self.trainer is not None:
+            self.trainer.close()  # joins a pending update and stops the CPU worker thread
+        return out
+
     # ------------------------------------------------------------------------------------- reporting
     def summarize(self, telemetry: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """Merge batches: curves are averaged per step index over the batches that reached that step."""
+        """Merge the parts of a run (a resumed run has one per session): curves are averaged per step index,
+        weighted by the prompts each part trained at that step (`count_curve`; 1 per part if absent)."""
         telemetry = [t for t in telemetry if t]
         steps = sum(t.get("train_steps", 0) for t in telemetry)
         if telemetry and steps == 0:
@@ -181,8 +187,10 @@ class ESampSampler(TruncationSampler):
             length = max((len(t.get(key, [])) for t in telemetry), default=0)
             out = []
             for i in range(length):
-                vals = [t[key][i] for t in telemetry if i < len(t[key]) and not math.isnan(t[key][i])]
-                out.append(sum(vals) / len(vals) if vals else float("nan"))
+                pairs = [(t[key][i], (t.get("count_curve") or [1] * len(t[key]))[i]) for t in telemetry
+                         if i < len(t.get(key, [])) and not math.isnan(t[key][i])]
+                weight = sum(w for _, w in pairs)
+                out.append(sum(v * w for v, w in pairs) / weight if weight else float("nan"))
             return out
 
         loss = mean_curve("loss_curve")
@@ -192,7 +200,9 @@ class ESampSampler(TruncationSampler):
                   if not math.isnan(t.get("mean_error_norm", float("nan"))))
         rel = sum(t.get("mean_rel_error_norm", 0) * t.get("trained_rows", 0) for t in telemetry
                   if not math.isnan(t.get("mean_rel_error_norm", float("nan"))))
-        return {"train_steps": steps, "batches": len(telemetry), "loss_curve": loss,
+        return {"train_steps": steps, "parts": len(telemetry), "loss_curve": loss, "count_curve": [
+                    sum((t.get("count_curve") or [])[i] for t in telemetry if i < len(t.get("count_curve") or []))
+                    for i in range(len(loss))],
                 "error_norm_curve": mean_curve("error_norm_curve"),
                 "rel_error_norm_curve": mean_curve("rel_error_norm_curve"),
                 "mean_rel_error_norm": rel / rows if rows else None,
