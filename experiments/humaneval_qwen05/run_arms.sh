@@ -4,11 +4,8 @@
 # Arms run one after another, each into its fixed folder results/humaneval_qwen05/<arm>; a killed run resumes
 # where it stopped when this script is started again (finished arms are skipped: results.json exists).
 #   nohup bash experiments/humaneval_qwen05/run_arms.sh [ARM ...] > results/humaneval_qwen05/campaign.log 2>&1 &
-set -uo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export ESAMP_DATA_DIR=${ESAMP_DATA_DIR:-$(cd .. && pwd)/shared/data}
+source "$(dirname "$0")/../campaign.sh"
+CAMPAIGN=humaneval_qwen05
 COMMON=(model=qwen2.5-coder-0.5b-pypi task=humaneval task.max_new_tokens=512 seed=0 generation.batch_prompts=8)
 declare -A ARMS=(
   [temperature_t1]="sampler=temperature sampler.n=16"
@@ -17,13 +14,4 @@ declare -A ARMS=(
   [temperature_t07]="sampler=temperature sampler.n=16 sampler.temperature=0.7"
 )
 ORDER=(temperature_t1 esamp_b025 min_p01 temperature_t07)
-[ $# -gt 0 ] && ORDER=("$@")
-for arm in "${ORDER[@]}"; do
-  [ -n "${ARMS[$arm]+x}" ] || { echo "== $arm: unknown arm (known: ${!ARMS[*]})"; exit 2; }
-  dir=results/humaneval_qwen05/$arm
-  if [ -f "$dir/results.json" ]; then echo "== $arm: done, skipped"; continue; fi
-  echo "== $arm: start $(date -Is)"
-  # shellcheck disable=SC2086
-  $PY run.py "${COMMON[@]}" ${ARMS[$arm]} hydra.run.dir="$dir" || { echo "== $arm: FAILED"; exit 1; }
-  echo "== $arm: done $(date -Is)"
-done
+run_campaign "$@"

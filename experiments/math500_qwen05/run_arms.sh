@@ -4,11 +4,8 @@
 # Arms run one after another, each into its fixed folder results/math500_qwen05/<arm>; a killed run resumes
 # where it stopped when this script is started again (finished arms are skipped: results.json exists).
 #   nohup bash experiments/math500_qwen05/run_arms.sh [ARM ...] > results/math500_qwen05/campaign.log 2>&1 &
-set -uo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export ESAMP_DATA_DIR=${ESAMP_DATA_DIR:-$(cd .. && pwd)/shared/data}
+source "$(dirname "$0")/../campaign.sh"
+CAMPAIGN=math500_qwen05
 COMMON=(model=qwen2.5-coder-0.5b-pypi task=math500 "task.subset={ids_file:experiments/math500_qwen05/problems.json}"
         task.max_new_tokens=512 seed=0 generation.batch_prompts=8)
 declare -A ARMS=(
@@ -27,12 +24,4 @@ declare -A ARMS=(
   [esamp_b025_zeroinit]="sampler=esamp sampler.n=16 +sampler.distiller.init_down=zero"
 )
 ORDER=(temperature_t1 esamp_b025 min_p01 temperature_t07 esamp_b01 esamp_b1 noise_b025 naive_b05 shared_b025 fire)
-[ $# -gt 0 ] && ORDER=("$@")
-for arm in "${ORDER[@]}"; do
-  dir=results/math500_qwen05/$arm
-  if [ -f "$dir/results.json" ]; then echo "== $arm: done, skipped"; continue; fi
-  echo "== $arm: start $(date -Is)"
-  # shellcheck disable=SC2086
-  $PY run.py "${COMMON[@]}" ${ARMS[$arm]} hydra.run.dir="$dir" || { echo "== $arm: FAILED"; exit 1; }
-  echo "== $arm: done $(date -Is)"
-done
+run_campaign "$@"

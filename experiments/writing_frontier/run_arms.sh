@@ -7,11 +7,8 @@
 # Arms run one after another, each into its fixed folder results/writing_frontier/<arm>; a killed run resumes
 # where it stopped when this script is started again (finished arms are skipped: results.json exists).
 #   nohup bash experiments/writing_frontier/run_arms.sh [ARM ...] > results/writing_frontier/campaign.log 2>&1 &
-set -uo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export ESAMP_DATA_DIR=${ESAMP_DATA_DIR:-$(cd .. && pwd)/shared/data}
+source "$(dirname "$0")/../campaign.sh"
+CAMPAIGN=writing_frontier
 COMMON=(model=smollm2-135m task=creative_writing task.num_prompts=64 task.max_new_tokens=256
         model@task.ppl_model=qwen2.5-coder-0.5b-pypi task.divergence_every=32 seed=0 generation.batch_prompts=16)
 declare -A ARMS=(
@@ -29,13 +26,4 @@ declare -A ARMS=(
 )
 ORDER=(temperature_t1 esamp_b025 temperature_t08 temperature_t06 temperature_t07 temperature_t09 temperature_t11
        min_p01 esamp_b01 esamp_b05 esamp_b025_t08)
-[ $# -gt 0 ] && ORDER=("$@")
-for arm in "${ORDER[@]}"; do
-  [ -n "${ARMS[$arm]+x}" ] || { echo "== $arm: unknown arm (known: ${!ARMS[*]})"; exit 2; }
-  dir=results/writing_frontier/$arm
-  if [ -f "$dir/results.json" ]; then echo "== $arm: done, skipped"; continue; fi
-  echo "== $arm: start $(date -Is)"
-  # shellcheck disable=SC2086
-  $PY run.py "${COMMON[@]}" ${ARMS[$arm]} hydra.run.dir="$dir" || { echo "== $arm: FAILED"; exit 1; }
-  echo "== $arm: done $(date -Is)"
-done
+run_campaign "$@"
