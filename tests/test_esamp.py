@@ -349,3 +349,18 @@ def test_zero_training_steps_is_an_error(tiny_lm):
 def test_bad_options_fail_with_the_key(kw, key):
     with pytest.raises(ValueError, match=f"sampler.{key}="):
         ESampSampler(**kw)
+
+
+@pytest.mark.parametrize("variant,distiller,key", [
+    ("paper", {"rank": 32}, "sampler.distiller.rank"),            # a tllm-only key with the paper Distiller
+    ("tllm", {"intermediate": 128}, "sampler.distiller.intermediate"),
+    ("paper", {"max_steps": 10}, "sampler.distiller.max_steps"),   # not a Distiller option at all
+    ("paper", {"loss_reduction": "max"}, "sampler.distiller.loss_reduction"),
+])
+def test_distiller_options_the_variant_does_not_use_are_config_errors(variant, distiller, key):
+    """Never silently ignored: a one-line ValueError naming the key, raised when the sampler is built (before
+    any model loads)."""
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")) as err:
+        ESampSampler(n=2, variant=variant, distiller=distiller)
+    assert "\n" not in str(err.value)
+    ESampSampler(n=2, variant=variant, distiller={k: None for k in distiller})  # null = the variant's default

@@ -406,3 +406,19 @@ def test_async_cuda_streams_equal_serial_without_host_sync(kind):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
     assert asy.stats()["loss_curve"] == pytest.approx(ser.stats()["loss_curve"], rel=1e-4)
     assert asy.stats()["last_loss"] < asy.stats()["first_loss"]
+
+
+def test_loss_reduction_sum_is_hidden_size_times_mean_and_changes_the_update():
+    """Eq. 10 (sum over hidden units) vs Algorithm 1 (mean): the same loss up to the factor H; with Adam the
+    factor is not a no-op (eps and the clip see gradients H times larger), so the weights move differently."""
+    data = stream(3, 3, 4)
+    mean, total = small_trainer(loss_reduction="mean"), small_trainer(loss_reduction="sum")
+    for src, tgt, mask in data:
+        mean.step(src, tgt, mask)
+        total.step(src, tgt, mask)
+    lm, ls = mean.stats()["loss_curve"], total.stats()["loss_curve"]
+    assert ls[0] == pytest.approx(H * lm[0], rel=1e-5)  # same initial weights: exactly the factor H
+    assert not torch.equal(next(mean.bank.parameters()), next(total.bank.parameters()))
+    assert total.stats()["loss_reduction"] == "sum"
+    with pytest.raises(ValueError, match="loss_reduction"):
+        small_trainer(loss_reduction="max")
