@@ -20,9 +20,9 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-# Run loading and the figure helpers live in esamp.analysis; re-exported here for existing callers.
-from esamp.analysis import (MARKERS, colors, find_results, finish_figure, fmt_value, k_axis, load_runs,
-                            markdown_table, plot_step_curves, pyplot, varying)
+# Run loading and tables live in esamp.analysis, the figure helpers in esamp.plotting.
+from esamp.analysis import fmt_value, load_runs, markdown_table, varying
+from esamp.plotting import MARKERS, colors, finish_figure, k_axis, plot_step_curves, pyplot
 
 ID_COLUMNS = ["task", "model", "sampler"]
 # Shown first, and in summary.md whenever set (other hyperparameters appear there only when they vary).

@@ -34,8 +34,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from esamp.analysis import (MARKERS, _labels, bootstrap_weights, colors, finish_figure, find_results, interval,
-                            load_samples, markdown_table, pyplot, read_results)
+from esamp.analysis import (_labels, bootstrap_weights, find_results, interval, load_samples, markdown_table,
+                            read_results)
+from esamp.plotting import MARKERS, colors, finish_figure, pyplot
 
 DIVERSITY = ("vendi", "pairwise_cosine")
 BETTER = {"vendi": "higher", "pairwise_cosine": "lower"}  # which way is "more diverse"

@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 from esamp.aggregate import add_labels, collect, passk_columns, shown_hyperparameters
-from esamp.analysis import colors, finish_figure, fmt_value, plot_step_curves, pyplot, read_results
+from esamp.analysis import fmt_value, read_results
+from esamp.plotting import colors, finish_figure, plot_step_curves, pyplot
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DIVERSITY_METRICS = ["vendi", "pairwise_cosine", "distinct_1", "distinct_2", "distinct_3", "self_bleu", "perplexity"]

@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without installing
 
-from esamp.analysis import compare_runs, comparison_markdown, plot_dynamics, write_comparison  # noqa: E402
+from esamp.analysis import compare_runs  # noqa: E402
+from esamp.comparison import comparison_markdown, plot_dynamics, write_comparison  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

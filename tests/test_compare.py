@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from esamp.analysis import bootstrap_weights, compare_runs, load_samples, plot_dynamics
+from esamp.analysis import bootstrap_weights, compare_runs, load_samples
+from esamp.comparison import plot_dynamics
 from esamp.tasks.data import DataNotFound, select_rows
 
 from conftest import shared_data_dir

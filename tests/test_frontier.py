@@ -19,7 +19,7 @@ import pytest
 
 from esamp.analysis import bootstrap_weights, interval
 from esamp.frontier import (arm_label, boot_means, default_divergence_arms, frontier_analysis, frontier_at,
-                            load_arms, write_frontier)
+                            load_arms)
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"

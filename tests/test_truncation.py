@@ -1,6 +1,4 @@
 """Each truncation rule against a hand-computed case, their composition order, and the sampling rule."""
-import math
-
 import pytest
 import torch
 
