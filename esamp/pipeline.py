@@ -144,12 +144,18 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
 
     # the sampler's telemetry of every part of this run (resumed runs), saved periodically; shards: main only
     telemetry_log = TelemetryLog(out / "telemetry.jsonl") if shards.num_processes == 1 else None
+    def submit_grading(i: int, rows: list[RowResult]) -> Future:
+        for fut in graded:  # a grading failure stops the run now, not after hours of generation
+            if fut.done() and fut.exception() is not None:
+                raise fut.exception()
+        return grader.submit(grade_and_store, i, rows)
+
     try:
         # One call: `batch_prompts` prompts in flight, a finished prompt's slot takes the next one at once.
         result = generate(lm, sampler, texts, [p.id for p in todo], max_new_tokens=task.max_new_tokens,
                           seed=cfg.seed, batch_prompts=cfg.generation.batch_prompts,
                           stop_strings=tuple(task.stop_strings), ignore_eos=cfg.generation.ignore_eos,
-                          on_prompt_done=lambda i, rows: graded.append(grader.submit(grade_and_store, i, rows)),
+                          on_prompt_done=lambda i, rows: graded.append(submit_grading(i, rows)),
                           on_snapshot=telemetry_log.save if telemetry_log else None,
                           snapshot_every=float(cfg.generation.get("telemetry_every", 120)))
     finally:
