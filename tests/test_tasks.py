@@ -132,6 +132,12 @@ def test_humaneval_task_grades_in_the_sandbox():
     p = raw.load()[0]
     assert isinstance(p.prompt, str) and "\ndef " in raw.stop_strings
     assert raw.grade(p, raw._problems[p.id]["canonical_solution"])["correct"] is True
+    # the run records what the sandbox enforced (a verdict is unforgeable only with the uid dropped)
+    iso = t.summarize([])["sandbox_isolation"]
+    assert {"uid_dropped", "network_isolated", "fs_readonly", "notes"} <= set(iso)
+    assert isinstance(iso["uid_dropped"], bool)
+    if iso["root"] and not iso["notes"]:  # as root with nothing refused, the child runs under another uid
+        assert iso["uid_dropped"] is True
 
 
 def test_creative_writing_prompts_from_fixture_books():

@@ -50,6 +50,13 @@ class HumanEvalTask(Task):
         return [{"correct": bool(r["passed"]), "extracted": None, "result": r["result"],
                  "failure": self.failure(c, r)} for c, r in zip(completions, results)]
 
+    def summarize(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """What the sandbox could enforce on this machine (uid drop, namespaces, read-only filesystem): a
+        verdict is unforgeable only where the child runs under another uid, so every run records it."""
+        from esamp.grading.sandbox import isolation_support
+
+        return {**super().summarize(records), "sandbox_isolation": isolation_support()}
+
     def failure(self, completion: str, r: dict[str, Any]) -> str | None:
         """Why a sample failed, from the sandbox result's `passed`/`status`/`result` keys: "no_code" (an
         empty answer, or a chat answer with neither a code block nor a `def`), "syntax_error" (the program
