@@ -40,6 +40,7 @@ test-slow: install  ## long tests: real model, full datasets
 bench: install-qwen  ## throughput against the GEMM roofline (MFU) and ESamp's overhead, side by side (see scripts/)
 	$(BIN)/python scripts/bench_generate.py --model qwen2.5-coder-0.5b-pypi --arms loop,esamp
 	$(BIN)/python scripts/bench_generate.py --model smollm2-135m --arms loop,esamp
+	$(BIN)/python scripts/bench_sandbox.py --rounds 3
 
 aggregate: install  ## make aggregate SWEEP=multirun/<date>
 	$(BIN)/python scripts/aggregate.py $(SWEEP)
