@@ -211,10 +211,14 @@ def summarize(cfg, task, sampler, lm, records, ks, stats: GenerationStats, telem
                    "row_efficiency": stats.tokens / stats.row_steps if stats.row_steps else None,
                    "tokens_per_second": stats.tokens / stats.seconds if stats.seconds else None},
         "sampler_telemetry": sampler.summarize(telemetry),
-        "task_metrics": task.summarize(records),
+        "task_metrics": None,  # filled below, timed: judge perplexity and embeddings can take minutes
         "config": OmegaConf.to_container(cfg, resolve=True),
         "environment": environment(),
     }
+    t0 = time.perf_counter()
+    summary["task_metrics"] = task.summarize(records)
+    summary["timing"]["task_metrics_seconds"] = time.perf_counter() - t0
+    summary["timing"]["wall_seconds"] = wall + summary["timing"]["task_metrics_seconds"]
     return summary
 
 

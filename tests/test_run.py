@@ -35,6 +35,8 @@ def test_smoke_run_writes_results(tmp_path):
     assert summary["seed"] == 0 and summary["config"]["sampler"]["n"] == 4
     assert summary["environment"]["packages"]["torch"]
     assert summary["timing"]["tokens_generated"] > 0 and summary["timing"]["tokens_per_second"] > 0
+    t = summary["timing"]  # the wall time includes the task's summary (judge perplexity, embeddings)
+    assert t["task_metrics_seconds"] >= 0 and t["wall_seconds"] >= t["generation_seconds"] + t["task_metrics_seconds"]
     assert "temperature -> top_k" in summary["sampler"]["order"]
     lines = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert len(lines) == 8
