@@ -7,6 +7,8 @@ import resource
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -101,6 +103,25 @@ def test_good_solution_passes_and_wrong_fails():
     assert script.passed and script.stdout == "hello\n"
     boom = run_untrusted("raise ValueError('nope')")
     assert not boom.passed and boom.error == "ValueError: nope"
+
+
+def test_package_under_tmp_still_grades():
+    """The sandbox mounts a private /tmp: a checkout or install under /tmp (a CI clone, say) must still find
+    the child's programs (they are read before the namespaces are entered)."""
+    import esamp
+
+    root = Path(tempfile.mkdtemp(prefix="esamp-under-tmp-", dir="/tmp"))
+    try:
+        shutil.copytree(Path(esamp.__file__).parent, root / "esamp", ignore=shutil.ignore_patterns("__pycache__"))
+        code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import esamp.grading.sandbox as sb; "
+                "assert sb.__file__.startswith(sys.argv[1]), sb.__file__; "
+                f"r = sb.run_untrusted({GOOD!r}, timeout=10, test={TEST!r}, entry_point='add'); "
+                "print(json.dumps([r.passed, r.status, r.error]))")
+        out = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=120)
+        passed, status, error = json.loads(out.stdout.splitlines()[-1])
+        assert passed and status == "passed", (status, error, out.stderr[-2000:])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_isolation_is_reported_honestly():

@@ -39,13 +39,23 @@ def report(fd, obj):
         pass
 
 
-def stage_child_files(cfg, workdir):
+def read_child_files():
+    """The child's programs, read before the namespaces are entered: the private /tmp mounted there hides
+    this package when it is installed or checked out under /tmp."""
+    out = {}
+    for name in CHILD_FILES:
+        with open(os.path.join(HERE, name), "rb") as src:
+            out[name] = src.read()
+    return out
+
+
+def stage_child_files(cfg, workdir, child_files):
     """The child's programs, the candidate's source and the child's part of the spec -- never the
     test, which stays in this process."""
     os.mkdir(os.path.join(workdir, ".harness"), 0o755)
-    for name in CHILD_FILES:
-        with open(os.path.join(HERE, name), "rb") as src, open(os.path.join(workdir, ".harness", name), "wb") as dst:
-            dst.write(src.read())
+    for name, data in child_files.items():
+        with open(os.path.join(workdir, ".harness", name), "wb") as dst:
+            dst.write(data)
     spec = cfg["spec"]
     with open(os.path.join(workdir, "spec.json"), "w") as f:
         json.dump({"mode": spec["mode"], "entry_point": spec["entry_point"], "cap": cfg["max_call_bytes"]}, f)
@@ -173,8 +183,9 @@ def main():
     os.set_inheritable(rfd, False)
     iso = isolation.new_report(os.geteuid() == 0)
     try:
+        child_files = read_child_files()
         workdir, can_drop = isolation.enter_namespaces(cfg, iso)
-        stage_child_files(cfg, workdir)
+        stage_child_files(cfg, workdir, child_files)
         req_r, req_w = os.pipe()
         ans_r, ans_w = os.pipe()
     except Exception as e:  # noqa: BLE001 - report any setup failure to the parent
