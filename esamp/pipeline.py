@@ -171,7 +171,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
 
     stats, telemetry = shards.gather(stats, telemetry)
     if not shards.is_main:
-        shards.wait()
+        shards.close()
         return {}
     store = SampleStore(out / "samples.jsonl")
     store.merge_shards(sampler.n)
@@ -186,7 +186,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     logger.log_summary(summary)
     logger.finish()
     log.info("wrote %s", out / "results.json")
-    shards.wait()
+    shards.close()
     return summary
 
 

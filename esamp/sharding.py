@@ -91,3 +91,11 @@ class Shards:
     def wait(self) -> None:
         if self.state is not None:
             self.state.wait_for_everyone()
+
+    def close(self) -> None:
+        """Wait for every process, then tear the process group down. Left to interpreter exit, gloo's threads
+        can be destroyed while still joinable and abort the process ("terminate called without an active
+        exception", exit -6) after its work is done, which fails the whole launch."""
+        if self.state is not None:
+            self.state.wait_for_everyone()
+            self.state.destroy_process_group()
