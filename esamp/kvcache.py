@@ -5,7 +5,7 @@ whole cache is copied each step) and all rows share one sequence length, so rows
 batch at different times would need left padding that shifts under them. Here each layer owns fixed buffers
 `[rows, kv_heads, width, head_dim]`; row r's tokens sit at columns `0 .. length[r]-1` (no padding at all),
 a decode step writes column `length[r]` of every row in place, and attention reads the columns
-`0 .. max(length)` through a boolean 4D mask that is built once per step and shared by all layers (HF
+`0 .. max(length)` through an additive 4D mask that is built once per step and shared by all layers (HF
 bodies pass a 4D mask through as "already prepared").
 
 A prompt entering rows `rows` is prefilled on its own (batch 1: its numbers never depend on other prompts),
@@ -32,6 +32,7 @@ class RowCache:
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(self.layers)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(self.layers)]
         self.length = torch.zeros(rows, dtype=torch.long, device=device)  # tokens held per row
+        self.dtype = dtype
         self._cols: torch.Tensor | None = None  # write column per row during a decode step
         self._span = 0                           # columns attention reads during a decode step
 
@@ -60,8 +61,11 @@ class RowCache:
         self._cols, self._span = self.length, int(span)
         self._row_index = torch.arange(self.rows, device=self.length.device)
         cols = torch.arange(self._span, device=self.length.device)
-        mask = (cols[None, :] <= self.length[:, None])[:, None, None, :]  # [rows, 1, 1, span]
-        return mask
+        keep = (cols[None, :] <= self.length[:, None])[:, None, None, :]  # [rows, 1, 1, span]
+        # An additive mask (0 / -inf) in the cache's dtype gives SDPA the same output bits as the boolean mask,
+        # without converting the boolean mask again in every layer (CPU, 64 rows x 200 columns: ~10% of the
+        # attention call). Column 0 is always kept, so no row is fully masked.
+        return torch.zeros(keep.shape, dtype=self.dtype, device=keep.device).masked_fill_(~keep, float("-inf"))
 
     def end_step(self) -> None:
         self.length = self.length + 1

@@ -215,3 +215,31 @@ def test_no_token_after_a_stop_string_is_trained_or_counted(tiny_lm, sync_every)
     assert all(r.finish_reason == "stop" and r.num_tokens == stop_len for r in out.prompts[0])
     # the first token comes from the prefill (no training); then one trained pair per later token
     assert out.telemetry["trained_rows"] == 2 * (stop_len - 1)
+
+
+def test_row_cache_additive_mask_equals_boolean_mask(tiny_lm):
+    """The row cache hands the model an additive 0/-inf mask (cheaper for SDPA than a boolean one): a decode
+    step over rows of different lengths gives bit-identical hidden states with the equivalent boolean mask,
+    and the mask reads exactly columns 0..length[r] of each row."""
+    from esamp.kvcache import RowCache
+
+    rows = [tiny_lm.encode(p) for p in PROMPTS]
+    hidden = {}
+    for kind in ("additive", "boolean"):
+        cache = RowCache(tiny_lm.model, rows=len(rows), width=256, device="cpu", dtype=torch.float32)
+        for r, ids in enumerate(rows):
+            pre = tiny_lm.decoder(input_ids=torch.tensor([ids]), use_cache=True)
+            cache.load(torch.tensor([r]), pre.cache, len(ids))
+        lengths = cache.length.clone()
+        mask = cache.begin_step(int(lengths.max()) + 1)
+        assert mask.dtype == torch.float32 and mask.shape == (len(rows), 1, 1, int(lengths.max()) + 1)
+        for r, n in enumerate(lengths.tolist()):
+            assert (mask[r, 0, 0, : n + 1] == 0).all() and torch.isneginf(mask[r, 0, 0, n + 1:]).all()
+        if kind == "boolean":
+            mask = mask == 0
+        with torch.no_grad():
+            out = tiny_lm.decoder(input_ids=torch.tensor([[ids[-1]] for ids in rows]), attention_mask=mask,
+                                  position_ids=cache.length[:, None], cache=cache, use_cache=True)
+        cache.end_step()
+        hidden[kind] = out.last_hidden_state
+    assert torch.equal(hidden["additive"], hidden["boolean"])
