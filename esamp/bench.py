@@ -42,14 +42,19 @@ def model_and_prompts(model_yaml: str, device: str, num_prompts: int):
     return lm, prompts, [f"bench/{i}" for i in range(num_prompts)]
 
 
-def linear_shapes(model) -> list[tuple[int, int]]:
-    """(in, out) of every weight matmul a decode step runs once per token: the transformer's nn.Linear layers
-    and the LM head (embedding lookups are not matmuls)."""
-    shapes = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+def step_weights(model) -> list[torch.Tensor]:
+    """The weight of every matmul a decode step runs once per token, in forward order: the transformer's
+    nn.Linear layers and the LM head (embedding lookups are not matmuls)."""
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
     head = model.get_output_embeddings()
     if head is not None and not isinstance(head, torch.nn.Linear):
-        shapes.append((head.weight.shape[1], head.weight.shape[0]))
-    return shapes
+        weights.append(head.weight)
+    return weights
+
+
+def linear_shapes(model) -> list[tuple[int, int]]:
+    """(in, out) of each of the step's matmuls."""
+    return [(w.shape[1], w.shape[0]) for w in step_weights(model)]
 
 
 def flops_per_token(model) -> float:
@@ -61,7 +66,8 @@ def flops_per_token(model) -> float:
 def gemm_peak(model, rows: int, device="cpu", repeats: int = 30) -> dict:
     """The bf16 (model dtype) GEMM rate at this model's decode shapes with `rows` rows, measured now, in this
     process: the best (in, out) shape's median rate (the roofline a decode step can reach) and the rate of the
-    whole step's matmuls run back to back (what a perfect implementation would get at this batch size)."""
+    whole step's matmuls run back to back with one hot weight per shape (`step_gemm_flops`), and with the
+    model's own weights streamed as in a real step (`step_gemm_streamed_flops`, see `streamed_step_gemm`)."""
     dtype = next(model.parameters()).dtype
     shapes = sorted(set(linear_shapes(model)))
     counts = {s: linear_shapes(model).count(s) for s in shapes}
@@ -82,7 +88,29 @@ def gemm_peak(model, rows: int, device="cpu", repeats: int = 30) -> dict:
         best = max(best, 2 * rows * k * n / t)
         step_time += t * counts[(k, n)]
     return {"rows": rows, "peak_flops": best, "step_gemm_flops": flops_per_token(model) * rows / step_time,
-            "shapes": len(shapes)}
+            "step_gemm_streamed_flops": streamed_step_gemm(model, rows, device), "shapes": len(shapes)}
+
+
+def streamed_step_gemm(model, rows: int, device="cpu", repeats: int = 7) -> float:
+    """FLOP/s of one decode step's matmuls alone, each with the model's OWN weight in forward order, as a step
+    runs them: ~1 GB of bf16 weights per step (Qwen 0.5B) stream through the caches instead of one hot matrix
+    per shape. At a few dozen rows this is lower than the best-shape peak; it bounds what any implementation
+    of the step (attention, norms and sampling cost extra) can reach at this batch size."""
+    weights = step_weights(model)
+    dtype = weights[0].dtype
+    xs = {w.shape[1]: torch.randn(rows, w.shape[1], dtype=dtype, device=device) for w in weights}
+    flops = sum(2 * rows * w.numel() for w in weights)
+    times = []
+    with torch.no_grad():
+        for r in range(repeats + 1):
+            sync(device)
+            t0 = time.perf_counter()
+            for w in weights:
+                torch.nn.functional.linear(xs[w.shape[1]], w)
+            sync(device)
+            if r:  # the first pass warms up
+                times.append(time.perf_counter() - t0)
+    return flops / statistics.median(times)
 
 
 def sync(device) -> None:

@@ -76,6 +76,10 @@ def main():
     print(f"bf16 GEMM at the decode shapes ({rows} rows): best shape {before['peak_flops'] / 1e9:.0f} / "
           f"{after['peak_flops'] / 1e9:.0f} GFLOP/s (before / after the arms); the step's matmuls back to back "
           f"{step / 1e9:.0f} GFLOP/s = {step / peak:.3f} of peak")
+    streamed = statistics.median([before["step_gemm_streamed_flops"], after["step_gemm_streamed_flops"]])
+    print(f"the step's matmuls with the model's own weights (streamed, as in a decode step): "
+          f"{streamed / 1e9:.0f} GFLOP/s = {streamed / peak:.3f} of peak: the MFU ceiling at {rows} rows before "
+          f"attention, norms and sampling")
     print(ratio_table(rates, baseline=next(iter(arms)), flops_token=flops, peak=peak))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "tokens_per_second": rates,
