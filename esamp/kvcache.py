@@ -33,7 +33,8 @@ class RowCache:
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(self.layers)]
         self.length = torch.zeros(rows, dtype=torch.long, device=device)  # tokens held per row
         self.dtype = dtype
-        self._cols: torch.Tensor | None = None  # write column per row during a decode step
+        self._cols: torch.Tensor | None = None  # write column per forwarded row during a decode step
+        self._subset: torch.Tensor | None = None  # the rows a decode step forwards (None: all)
         self._span = 0                           # columns attention reads during a decode step
 
     @property
@@ -43,7 +44,8 @@ class RowCache:
     # ------------------------------------------------------------------ the model's side
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
         """Decode step: key/value `[rows, heads, 1, d]` go to column `length[r]` of each row; returns the
-        first `span` columns of every row (a view: nothing is copied)."""
+        first `span` columns of every row (a view: nothing is copied), or, when the step forwards only some
+        rows (`begin_step(span, rows)`), of those rows (a gather of rows x span columns)."""
         if self._cols is None:
             raise RuntimeError("RowCache.update outside a decode step (call begin_step first)")
         k, v = self.keys[layer_idx], self.values[layer_idx]
@@ -51,25 +53,33 @@ class RowCache:
         # copy whole buffers: 37 ms of a 163 ms Qwen-0.5B step)
         k[self._row_index, :, self._cols] = key_states[:, :, 0]
         v[self._row_index, :, self._cols] = value_states[:, :, 0]
+        if self._subset is not None:  # slice first: the gather copies only the span read, not the full width
+            return k[:, :, : self._span].index_select(0, self._subset), v[:, :, : self._span].index_select(0, self._subset)
         return k[:, :, : self._span], v[:, :, : self._span]
 
-    def begin_step(self, span: int) -> torch.Tensor:
-        """Before a one-token forward of every row: write positions = current lengths; `span` (a host int,
-        >= max(length) + 1) columns are read. Returns the 4D attention mask for the model call."""
+    def begin_step(self, span: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Before a one-token forward of every row (or only of `rows`, sorted row indices): write positions =
+        current lengths; `span` (a host int, >= max(length) + 1 over the forwarded rows) columns are read.
+        Returns the 4D attention mask for the model call."""
         if span > self.width:
             raise RuntimeError(f"row cache overflow: {span} > width {self.width}")
-        self._cols, self._span = self.length, int(span)
-        self._row_index = torch.arange(self.rows, device=self.length.device)
+        self._subset = rows
+        self._row_index = torch.arange(self.rows, device=self.length.device) if rows is None else rows
+        self._cols = self.length if rows is None else self.length.index_select(0, rows)
+        self._span = int(span)
         cols = torch.arange(self._span, device=self.length.device)
-        keep = (cols[None, :] <= self.length[:, None])[:, None, None, :]  # [rows, 1, 1, span]
+        keep = (cols[None, :] <= self._cols[:, None])[:, None, None, :]  # [rows, 1, 1, span]
         # An additive mask (0 / -inf) in the cache's dtype gives SDPA the same output bits as the boolean mask,
         # without converting the boolean mask again in every layer (CPU, 64 rows x 200 columns: ~10% of the
         # attention call). Column 0 is always kept, so no row is fully masked.
         return torch.zeros(keep.shape, dtype=self.dtype, device=keep.device).masked_fill_(~keep, float("-inf"))
 
     def end_step(self) -> None:
-        self.length = self.length + 1
-        self._cols = None
+        if self._subset is None:
+            self.length = self.length + 1
+        else:  # rows left out of the step do not advance (they are finished; their tokens are not used)
+            self.length = self.length.index_add(0, self._subset, torch.ones_like(self._subset))
+        self._cols = self._subset = None
 
     # ------------------------------------------------------------------ the loop's side
     def load(self, rows: torch.Tensor, prefill_cache, length: int) -> None:

@@ -133,6 +133,16 @@ class HiddenTaps:
         if self.target is not None:
             self.target = self.target.repeat_interleave(n, 0)
 
+    def scatter(self, rows: torch.Tensor, total: int) -> None:
+        """After a forward of only `rows` of `total`: put the stored rows back at their row indices (zeros
+        elsewhere), so the sampler sees one row per batch row."""
+        for slot in ("source", "target"):
+            part = getattr(self, slot)
+            if part is not None:
+                full = part.new_zeros((total, *part.shape[1:]))
+                full[rows] = part
+                setattr(self, slot, full)
+
     def read(self, final_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(source, target) for the current position; `final_hidden` is the normed last hidden state."""
         target = final_hidden if self.kind == "paper" else self.target

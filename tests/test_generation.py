@@ -94,8 +94,10 @@ def test_eos_stops_a_row_and_max_new_tokens_caps(tiny_lm):
                 assert r.finish_reason == "eos" and r.num_tokens == 3 and r.token_ids[-1] == eos
             else:
                 assert r.finish_reason == "length" and r.num_tokens == 9
-    # rows never move: a finished row waits, masked inactive, until its prompt's last row ends
-    assert out.stats.row_steps == out.stats.steps * 8
+    # rows never move: a finished row waits, masked inactive, until its prompt's last row ends; once more
+    # than a tenth of the rows are finished, a step forwards only the active rows (CPU), so the decode steps
+    # computed exactly the tokens after each row's first (which comes from the prefill)
+    assert out.stats.row_steps == sum(r.num_tokens - 1 for rows in out.prompts for r in rows) < out.stats.steps * 8
 
 
 def test_ignore_eos_runs_to_length(tiny_lm):
@@ -186,6 +188,29 @@ def test_continuous_batching_is_batch_invariant_with_eos(peaked_lm, kind):
     for i in (0, 4):  # the first prompt (entered at once) and the last (entered mid-run) alone
         alone = generate(peaked_lm, s, [prompts[i]], [ids[i]], max_new_tokens=24, seed=3)
         assert texts(alone)[0] == texts(two)[i]
+
+
+@pytest.mark.parametrize("kind", ["temperature", "esamp", "esamp_tllm", "esamp_shared"])
+def test_forwarding_only_active_rows_changes_no_token(peaked_lm, monkeypatch, kind):
+    """Leaving finished rows out of a decode step's forward (CPU) gives the same tokens as forwarding every
+    row: the active rows' K/V gathered from the row cache, hidden states (and the Distiller's taps) put back
+    at their row indices. Rows finish at different steps (EOS on); ESamp trains on the active rows."""
+    import esamp.generation as generation
+
+    base = TruncationSampler if kind == "temperature" else ESampSampler
+    cls = _eos_on_own_tokens(base)
+    extra = {"esamp_tllm": {"variant": "tllm"}, "esamp_shared": {"state": "shared"}}.get(kind, {})
+    prompts = [f"prompt number {i} " * (i + 1) for i in range(5)]
+    ids = [f"id{i}" for i in range(5)]
+    runs = {}
+    for below in (0.0, generation.FORWARD_ACTIVE_BELOW):  # 0.0: every step forwards every row
+        monkeypatch.setattr(generation, "FORWARD_ACTIVE_BELOW", below)
+        runs[below] = generate(peaked_lm, cls(n=4, temperature=1.0, **extra), prompts, ids, max_new_tokens=24,
+                               batch_prompts=2, seed=3)
+    full, subset = runs[0.0], runs[generation.FORWARD_ACTIVE_BELOW]
+    assert len({r.num_tokens for rows in full.prompts for r in rows}) > 3
+    assert texts(subset) == texts(full)
+    assert subset.stats.steps == full.stats.steps and subset.stats.row_steps < 0.9 * full.stats.row_steps
 
 
 def test_a_free_slot_takes_the_next_prompt_at_once(peaked_lm):
