@@ -1,11 +1,13 @@
-"""Before/after of the decoding loop: the same fixed-length job (plain temperature sampling, EOS ignored) run
-by two checkouts of the project, one process per (checkout, round), alternating.
+"""Before/after of the decoding loop: the same job (plain temperature sampling; fixed length with EOS ignored,
+or `--eos` for rows ending at different steps as in real runs) run by two checkouts of the project, one
+process per (checkout, round), alternating.
 
     python experiments/throughput_cpu/loop_old_vs_new.py OLD_ROOT NEW_ROOT [--model qwen2.5-coder-0.5b-pypi]
-           [--prompts 4 --n 16 --new-tokens 256 --rounds 2]
+           [--prompts 4 --n 16 --new-tokens 256 --rounds 2] [--eos --batch-prompts 8]
 
 Each process imports `esamp` from its own root, loads the model, runs one warm-up and one timed generation
-and prints tokens/s; the parent prints every round and the median per checkout.
+and prints tokens/s, the row-steps it computed and a hash of every token id (same hash: same samples); the
+parent prints every round and the median per checkout.
 """
 import argparse
 import json
@@ -16,19 +18,23 @@ import sys
 from pathlib import Path
 
 CHILD = r'''
-import json, sys, time
+import hashlib, json, sys, time
 sys.path.insert(0, sys.argv[1])
 import torch
 from esamp.bench import model_and_prompts
 from esamp.generation import generate
 from esamp.samplers.truncation import TruncationSampler
 root, model, P, n, T = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+ignore_eos, slots = sys.argv[6] == "fixed", int(sys.argv[7]) or None
 lm, prompts, ids = model_and_prompts(f"{root}/conf/model/{model}.yaml", "cpu", P)
 s = TruncationSampler(n=n, temperature=1.0)
 generate(lm, s, prompts, ids, max_new_tokens=16, ignore_eos=True)
 t = time.perf_counter()
-out = generate(lm, s, prompts, ids, max_new_tokens=T, ignore_eos=True)
-print(json.dumps({"tokens_per_second": out.stats.tokens / (time.perf_counter() - t)}))
+out = generate(lm, s, prompts, ids, max_new_tokens=T, ignore_eos=ignore_eos, batch_prompts=slots, seed=3)
+rate = out.stats.tokens / (time.perf_counter() - t)
+tokens = json.dumps([[r.token_ids for r in rows] for rows in out.prompts])
+print(json.dumps({"tokens_per_second": rate, "row_steps": out.stats.row_steps, "tokens": out.stats.tokens,
+                  "sha1": hashlib.sha1(tokens.encode()).hexdigest()[:12]}))
 '''
 
 
@@ -41,6 +47,8 @@ def main():
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--eos", action="store_true", help="EOS on: rows end at different steps (real runs)")
+    ap.add_argument("--batch-prompts", type=int, default=0, help="prompt slots in flight (0: all prompts)")
     args = ap.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
     rates = {"old": [], "new": []}
@@ -48,12 +56,15 @@ def main():
         for name in (("old", "new") if r % 2 == 0 else ("new", "old")):
             root = str(Path(getattr(args, name)).resolve())
             out = subprocess.run([sys.executable, "-c", CHILD, root, args.model, str(args.prompts), str(args.n),
-                                  str(args.new_tokens)], capture_output=True, text=True, env=env, cwd=root)
+                                  str(args.new_tokens), "eos" if args.eos else "fixed", str(args.batch_prompts)],
+                                 capture_output=True, text=True, env=env, cwd=root)
             line = [x for x in out.stdout.splitlines() if x.startswith("{")]
             if not line:
                 sys.exit(f"{name} failed:\n{out.stderr[-3000:]}")
-            rates[name].append(json.loads(line[-1])["tokens_per_second"])
-            print(f"round {r} {name}: {rates[name][-1]:.1f} tok/s", flush=True)
+            res = json.loads(line[-1])
+            rates[name].append(res["tokens_per_second"])
+            print(f"round {r} {name}: {res['tokens_per_second']:.1f} tok/s, {res['tokens']} tokens, "
+                  f"{res['row_steps']} row-steps, tokens sha1 {res['sha1']}", flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(f"{args.model} {args.prompts}x{args.n}x{args.new_tokens}: old {med['old']:.1f} tok/s, new {med['new']:.1f} "
           f"tok/s, new/old {med['new'] / med['old']:.3f}")
