@@ -88,10 +88,6 @@ class Shards:
         total = GenerationStats.merged([GenerationStats(**part) for part, _ in parts], parallel=True)
         return total, [t for _, tel in parts for t in tel]
 
-    def wait(self) -> None:
-        if self.state is not None:
-            self.state.wait_for_everyone()
-
     def close(self) -> None:
         """Wait for every process, then tear the process group down. Left to interpreter exit, gloo's threads
         can be destroyed while still joinable and abort the process ("terminate called without an active
