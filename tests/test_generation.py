@@ -213,6 +213,79 @@ def test_forwarding_only_active_rows_changes_no_token(peaked_lm, monkeypatch, ki
     assert subset.stats.steps == full.stats.steps and subset.stats.row_steps < 0.9 * full.stats.row_steps
 
 
+@pytest.mark.parametrize("kind", ["temperature", "esamp"])
+def test_grouped_attention_changes_no_token(peaked_lm, monkeypatch, kind):
+    """Slot-by-slot attention (each prompt slot reads only its own columns, in place) gives the same tokens as
+    one masked call over the longest slot's columns, with rows finishing at different steps, prompts entering
+    mid-run and only the active rows forwarded; and it is what the loop uses for an SDPA model."""
+    import contextlib
+
+    import esamp.generation as generation
+    from esamp.kvcache import ATTENTION_NAME, RowCache
+
+    assert peaked_lm.model.config._attn_implementation == "sdpa"
+    used = []
+    real_attend = RowCache.attend
+    monkeypatch.setattr(RowCache, "attend", lambda self, *a: used.append(1) or real_attend(self, *a))
+    cls = _eos_on_own_tokens(TruncationSampler if kind == "temperature" else ESampSampler)
+    prompts = [f"prompt number {i} " * (i + 1) for i in range(5)]
+    ids = [f"id{i}" for i in range(5)]
+    grouped = generate(peaked_lm, cls(n=4, temperature=1.0), prompts, ids, max_new_tokens=24, batch_prompts=2,
+                       seed=3)
+    layers = peaked_lm.model.config.num_hidden_layers
+    assert len(used) >= grouped.stats.steps * layers  # every decode step, every layer (one call per layer)
+    assert peaked_lm.model.config._attn_implementation == "sdpa"  # restored after the run
+
+    @contextlib.contextmanager
+    def masked_only(model):
+        assert model.config._attn_implementation != ATTENTION_NAME
+        yield False
+    monkeypatch.setattr(generation, "grouped_attention", masked_only)
+    used.clear()
+    masked = generate(peaked_lm, cls(n=4, temperature=1.0), prompts, ids, max_new_tokens=24, batch_prompts=2,
+                      seed=3)
+    assert not used
+    assert len({r.num_tokens for rows in masked.prompts for r in rows}) > 3
+    assert masked.stats.row_steps < masked.stats.steps * 8  # finished rows were left out of some steps
+    assert texts(grouped) == texts(masked)
+
+
+def test_grouped_attention_reads_only_each_slots_columns(tiny_lm):
+    """The mechanism: in a grouped step a slot's rows read columns 0..length of their own block only. NaN
+    written into every column past a row's length (where the next slot's deeper prompt would sit in a shared
+    span) leaves the grouped step's hidden states finite and equal to a clean masked step, for a subset of
+    rows with a finished row between forwarded ones (the block is attended whole, zero query for the gap)."""
+    from esamp.kvcache import RowCache, grouped_attention
+
+    slots = [tiny_lm.encode("short one"), tiny_lm.encode("a considerably longer prompt for the other slot")]
+    n = 3
+    fwd = torch.tensor([0, 2, 3, 4, 5])  # row 1 (slot 0) finished: left out, between forwarded rows 0 and 2
+    hidden = {}
+    for kind in ("masked", "grouped"):
+        cache = RowCache(tiny_lm.model, rows=n * len(slots), width=128, device="cpu", dtype=torch.float32)
+        for g, ids in enumerate(slots):
+            pre = tiny_lm.decoder(input_ids=torch.tensor([ids]), use_cache=True)
+            cache.load(torch.arange(g * n, (g + 1) * n), pre.cache, len(ids))
+        columns = [len(ids) + 1 for ids in slots]
+        groups = None
+        if kind == "grouped":
+            for layer in range(cache.layers):  # poison everything past each row's own length
+                for r in range(cache.rows):
+                    cache.keys[layer][r, :, columns[r // n] - 1:] = float("nan")
+                    cache.values[layer][r, :, columns[r // n] - 1:] = float("nan")
+            groups = [(g * n, (g + 1) * n, c) for g, c in enumerate(columns)]
+        last = torch.tensor([[slots[int(r) // n][-1]] for r in fwd])
+        with grouped_attention(tiny_lm.model) as on, torch.no_grad():
+            assert on
+            mask = cache.begin_step(max(columns), fwd, groups)
+            out = tiny_lm.decoder(input_ids=last, attention_mask=mask, position_ids=cache.length[fwd, None],
+                                  cache=cache, use_cache=True)
+            cache.end_step()
+        hidden[kind] = out.last_hidden_state
+    assert torch.isfinite(hidden["grouped"]).all()
+    assert torch.allclose(hidden["grouped"], hidden["masked"], atol=1e-5, rtol=1e-5)
+
+
 def test_a_free_slot_takes_the_next_prompt_at_once(peaked_lm):
     """Continuous batching: decode steps = what the slots' prompts need, not the sum of lock-step waves."""
     cls = _eos_on_own_tokens(TruncationSampler)
