@@ -5,8 +5,7 @@ Layout: the batch has `slots` prompt slots of n rows each (row = slot * n + samp
   (the batch never waits for its longest row). A prompt entering a slot is prefilled on its own (batch 1,
   no padding) and its K/V are copied into the slot's n rows of a preallocated per-row KV cache
   (`esamp.kvcache.RowCache`); its first token comes from the prefill's last position.
-- Each decode step feeds one token per row at that row's own position; with an SDPA model each slot's rows
-  attend exactly their own columns, slot by slot (`esamp.kvcache.grouped_attention`). Rows that finished while other rows of
+- Each decode step feeds one token per row at that row's own position. Rows that finished while other rows of
   their prompt still run stay in the batch, masked inactive (samplers must not learn from them), until their
   slot is refilled: rows never move, so no cache is ever copied. On CPU, once more than a tenth of the rows
   are finished, a step forwards only the active rows (`_rows_to_forward`; the finished rows' hidden states
@@ -31,7 +30,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from esamp.kvcache import RowCache, grouped_attention
+from esamp.kvcache import RowCache
 from esamp.models import HiddenTaps, LoadedModel
 from esamp.runtime import tune_cpu_allocator
 from esamp.samplers.base import BatchInfo, Sampler, StepView
@@ -242,64 +241,61 @@ def generate(
             on_snapshot(sampler.snapshot())
             last_snapshot = time.perf_counter()
 
-    with grouped_attention(lm.model) as grouped:  # slot-by-slot attention when the model runs SDPA
-        try:
-            begin_wave()
-            since_sync = 0
-            while True:
-                since_sync += 1
-                at_limit = [g for g, s in enumerate(batch.slot_step) if s >= max_new_tokens]  # all rows: "length"
-                if at_limit or since_sync >= sync_every:
-                    since_sync = 0
-                    if stop_strings:
-                        _check_stop_strings(tok, batch, stop_strings)
-                    alive = batch.active.view(-1, n).any(1).tolist()
-                    for g in [g for g in range(len(alive)) if not alive[g] or g in at_limit]:
-                        report(g)
-                    free = [g for g, p in enumerate(batch.slot_prompt) if p is None]
-                    if free and pending and sampler.continuous:
-                        for g in free[: len(pending)]:
-                            admit(g)
-                    elif pending and len(free) == len(batch.slot_prompt):  # lock-step sampler: next wave
-                        begin_wave()
-                    free = [g for g, p in enumerate(batch.slot_prompt) if p is None]
-                    if len(free) == len(batch.slot_prompt):
-                        break
-                    if free:  # nothing takes these slots: they leave the batch
-                        keep_slots = [g for g, p in enumerate(batch.slot_prompt) if p is not None]
-                        keep = torch.cat([torch.arange(g * n, (g + 1) * n, device=device) for g in keep_slots])
-                        cache.select(keep)
-                        sampler.select_rows(keep)
-                        batch.select(keep_slots, keep)
-                        stats.compactions += len(free)
-                # ---- one decode step of every row, each at its own position ----
-                columns = [length + step for length, step in zip(batch.slot_length, batch.slot_step)]
-                span = max(columns)
-                fwd = _rows_to_forward(batch.active, sampler) if device.type == "cpu" else None
-                groups = [(g * n, (g + 1) * n, c) for g, c in enumerate(columns)] if grouped else None
-                mask = cache.begin_step(span, fwd, groups)
-                every = slice(None) if fwd is None else fwd
-                with torch.no_grad():
-                    out = lm.decoder(input_ids=batch.last[every, None], attention_mask=mask,
-                                     position_ids=cache.length[every, None], cache=cache, use_cache=True)
-                cache.end_step()
-                hidden = out.last_hidden_state[:, -1]
-                if fwd is not None:  # the sampler sees every batch row; finished rows get zeros (never used)
-                    hidden = hidden.new_zeros((batch.active.numel(), hidden.shape[-1])).index_copy_(0, fwd, hidden)
-                    if taps is not None:
-                        taps.scatter(fwd, batch.active.numel())
-                uniform = batch.uniforms.gather(1, batch.step.clamp(max=max_new_tokens - 1)[:, None]).squeeze(1)
-                view = StepView(step=batch.slot_step[0], hidden=hidden, uniform=uniform, rows=batch.row_ids,
-                                active=batch.active, lm=lm, taps=taps.read(hidden) if taps is not None else None,
-                                row_steps=batch.step, input_ids=batch.last)
-                record(slice(None), sampler.choose(view))
-                batch.step += 1
-                batch.slot_step = [s + 1 for s in batch.slot_step]
-                stats.steps += 1
-                stats.row_steps += batch.active.numel() if fwd is None else fwd.numel()
-        finally:
-            if taps is not None:
-                taps.remove()
+    try:
+        begin_wave()
+        since_sync = 0
+        while True:
+            since_sync += 1
+            at_limit = [g for g, s in enumerate(batch.slot_step) if s >= max_new_tokens]  # all rows: "length"
+            if at_limit or since_sync >= sync_every:
+                since_sync = 0
+                if stop_strings:
+                    _check_stop_strings(tok, batch, stop_strings)
+                alive = batch.active.view(-1, n).any(1).tolist()
+                for g in [g for g in range(len(alive)) if not alive[g] or g in at_limit]:
+                    report(g)
+                free = [g for g, p in enumerate(batch.slot_prompt) if p is None]
+                if free and pending and sampler.continuous:
+                    for g in free[: len(pending)]:
+                        admit(g)
+                elif pending and len(free) == len(batch.slot_prompt):  # lock-step sampler: next wave
+                    begin_wave()
+                free = [g for g, p in enumerate(batch.slot_prompt) if p is None]
+                if len(free) == len(batch.slot_prompt):
+                    break
+                if free:  # nothing takes these slots: they leave the batch
+                    keep_slots = [g for g, p in enumerate(batch.slot_prompt) if p is not None]
+                    keep = torch.cat([torch.arange(g * n, (g + 1) * n, device=device) for g in keep_slots])
+                    cache.select(keep)
+                    sampler.select_rows(keep)
+                    batch.select(keep_slots, keep)
+                    stats.compactions += len(free)
+            # ---- one decode step of every row, each at its own position ----
+            span = max(length + step for length, step in zip(batch.slot_length, batch.slot_step))
+            fwd = _rows_to_forward(batch.active, sampler) if device.type == "cpu" else None
+            mask = cache.begin_step(span, fwd)
+            every = slice(None) if fwd is None else fwd
+            with torch.no_grad():
+                out = lm.decoder(input_ids=batch.last[every, None], attention_mask=mask,
+                                 position_ids=cache.length[every, None], cache=cache, use_cache=True)
+            cache.end_step()
+            hidden = out.last_hidden_state[:, -1]
+            if fwd is not None:  # the sampler sees every batch row; finished rows get zeros (never used)
+                hidden = hidden.new_zeros((batch.active.numel(), hidden.shape[-1])).index_copy_(0, fwd, hidden)
+                if taps is not None:
+                    taps.scatter(fwd, batch.active.numel())
+            uniform = batch.uniforms.gather(1, batch.step.clamp(max=max_new_tokens - 1)[:, None]).squeeze(1)
+            view = StepView(step=batch.slot_step[0], hidden=hidden, uniform=uniform, rows=batch.row_ids,
+                            active=batch.active, lm=lm, taps=taps.read(hidden) if taps is not None else None,
+                            row_steps=batch.step, input_ids=batch.last)
+            record(slice(None), sampler.choose(view))
+            batch.step += 1
+            batch.slot_step = [s + 1 for s in batch.slot_step]
+            stats.steps += 1
+            stats.row_steps += batch.active.numel() if fwd is None else fwd.numel()
+    finally:
+        if taps is not None:
+            taps.remove()
     telemetry = sampler.end()
     stats.seconds = time.perf_counter() - t0
     stats.tokens = sum(r.num_tokens for rs in results for r in rs)
@@ -308,9 +304,7 @@ def generate(
 
 # Forward only the active rows when fewer than this fraction of the batch's rows are active. A slot's prompt
 # waits for its slowest of n rows, so on real runs ~22% of rows are finished at any step (MATH-500, n = 16);
-# their forward is pure waste. Leaving them out costs nothing extra with grouped attention (each slot's block of
-# rows is attended in place, a zero query for a finished row inside it); with masked attention it costs one
-# gather of the active rows' K/V per layer.
+# their forward is pure waste, while leaving them out costs one gather of the active rows' K/V per layer.
 FORWARD_ACTIVE_BELOW = 0.9
 
 
