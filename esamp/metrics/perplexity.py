@@ -5,17 +5,20 @@ import math
 from typing import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from esamp.models import LoadedModel
 
 
 @torch.no_grad()
 def continuation_perplexities(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
-                              batch_size: int = 8, max_tokens: int = 1024) -> list[float]:
+                              batch_size: int = 8, max_tokens: int = 1024, progress: bool = True) -> list[float]:
     """exp(mean NLL of the continuation's tokens | prompt) for each pair; nan for an empty continuation.
-    Prompt tokens are context only; sequences are right-padded and masked."""
+    Prompt tokens are context only; sequences are right-padded and masked. A progress bar counts the samples
+    (a judge over a creative-writing arm runs for minutes on a CPU)."""
     out: list[float] = []
     pad = lm.tokenizer.pad_token_id
+    bar = tqdm(total=len(prompts), desc=f"perplexity ({lm.name})", unit="sample", disable=not progress)
     for start in range(0, len(prompts), batch_size):
         pairs = list(zip(prompts[start:start + batch_size], continuations[start:start + batch_size]))
         seqs, spans = [], []
@@ -39,4 +42,6 @@ def continuation_perplexities(lm: LoadedModel, prompts: Sequence[str], continuat
                 continue
             nll = -logp[i, len(s) - 1 - n_cont: len(s) - 1].mean().item()
             out.append(math.exp(nll))
+        bar.update(len(pairs))
+    bar.close()
     return out

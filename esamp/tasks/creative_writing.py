@@ -140,8 +140,10 @@ class CreativeWritingTask(Task):
 
         if self.lm is not None and all("token_ids" in r for r in records):
             decode = lambda ids: self.lm.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+            from tqdm.auto import tqdm
+
             curves = [divergence_curve([r["token_ids"] for r in rs], decode, embedder, every=self.every)
-                      for rs in by_prompt.values()]
+                      for rs in tqdm(by_prompt.values(), desc="divergence curves", unit="prompt")]
             for pid, c in zip(by_prompt, curves):
                 per_prompt[pid]["divergence_curve"] = [[p, v] for p, v in c]
             positions = sorted({p for c in curves for p, _ in c})
