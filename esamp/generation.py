@@ -24,6 +24,7 @@ Layout: the batch has `slots` prompt slots of n rows each (row = slot * n + samp
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -127,13 +128,14 @@ def generate(
     ignore_eos: bool = False,
     sync_every: int | None = None,
     on_prompt_done: Callable[[int, list[RowResult]], None] | None = None,
-    on_snapshot: Callable[[dict], None] | None = None,
+    on_snapshot: Callable[[dict, GenerationStats], None] | None = None,
     snapshot_every: float = 120.0,
 ) -> GenerationOutput:
     """Generate `sampler.n` completions for every prompt (already rendered text), `batch_prompts` prompts
     in flight at a time (default: all). `on_prompt_done(prompt_index, rows)` fires as soon as all n rows of
-    a prompt are finished; `on_snapshot(telemetry)` gets the sampler's telemetry so far at most every
-    `snapshot_every` seconds (after a prompt finished), so a killed run keeps it."""
+    a prompt are finished; `on_snapshot(telemetry, stats)` gets the sampler's telemetry and the generation
+    statistics so far (tokens of the prompts reported, seconds until now) at most every `snapshot_every`
+    seconds (after a prompt finished), so a killed run keeps them."""
     if len(prompts) != len(problem_ids):
         raise ValueError("prompts and problem_ids differ in length")
     if max_new_tokens < 1:
@@ -234,11 +236,13 @@ def generate(
                     text = text[:cut]
             out.append(RowResult(p, s, toks, text, FINISH_REASONS[code]))
         results[p] = sampler.finalize(int(batch.row_ids[rows.start]) // n, out)
+        stats.tokens += sum(r.num_tokens for r in results[p])
         batch.slot_prompt[g] = None
         if on_prompt_done:
             on_prompt_done(p, results[p])
         if on_snapshot and time.perf_counter() - last_snapshot >= snapshot_every:
-            on_snapshot(sampler.snapshot())
+            stats.seconds = time.perf_counter() - t0
+            on_snapshot(sampler.snapshot(), dataclasses.replace(stats))
             last_snapshot = time.perf_counter()
 
     try:
@@ -298,7 +302,6 @@ def generate(
             taps.remove()
     telemetry = sampler.end()
     stats.seconds = time.perf_counter() - t0
-    stats.tokens = sum(r.num_tokens for rs in results for r in rs)
     return GenerationOutput(prompts=results, telemetry=telemetry, stats=stats)  # type: ignore[arg-type]
 
 

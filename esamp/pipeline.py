@@ -156,17 +156,20 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
                           seed=cfg.seed, batch_prompts=cfg.generation.batch_prompts,
                           stop_strings=tuple(task.stop_strings), ignore_eos=cfg.generation.ignore_eos,
                           on_prompt_done=lambda i, rows: graded.append(submit_grading(i, rows)),
-                          on_snapshot=telemetry_log.save if telemetry_log else None,
+                          on_snapshot=(lambda tel, st: telemetry_log.save(tel, stats=vars(st))) if telemetry_log
+                          else None,
                           snapshot_every=float(cfg.generation.get("telemetry_every", 120)))
     finally:
         grader.shutdown(wait=True)
     for fut in graded:
         fut.result()  # a grading failure is an error of the run, never a silently missing problem
     stats, telemetry = result.stats, [result.telemetry] if todo else []
+    parts = None
     if telemetry_log is not None:
         if todo:
-            telemetry_log.save(result.telemetry, final=True)
+            telemetry_log.save(result.telemetry, final=True, stats=vars(result.stats))
         telemetry = telemetry_log.all()
+        stats, parts = _with_earlier_parts(telemetry_log, stats, bool(todo))
     bar.close()
 
     stats, telemetry = shards.gather(stats, telemetry)
@@ -179,6 +182,9 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     records = [r for r in store.load() if r["problem_id"] in wanted]
     summary = summarize(cfg, task, sampler, lm, records, ks, stats, telemetry, time.perf_counter() - t_start)
     summary["resume"] = {"problems_reused": reused, **repaired}
+    if parts is not None:
+        summary["timing"].update(parts)
+        summary["timing"]["tokens_in_samples"] = sum(int(r.get("tokens") or 0) for r in records)
     if shards.num_processes > 1:
         summary["timing"]["processes"] = shards.num_processes
     write_json(out / "results.json", summary)
@@ -188,6 +194,21 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     log.info("wrote %s", out / "results.json")
     shards.close()
     return summary
+
+
+def _with_earlier_parts(log: TelemetryLog, stats: GenerationStats, generated: bool):
+    """A resumed run's generation statistics are the sum over its parts (this session's plus what the earlier
+    sessions saved in telemetry.jsonl), so tokens/s is that of the whole run, not of its last piece. Returns
+    (total stats, timing fields listing the parts) or (stats, None) for a run in one part."""
+    earlier, unrecorded = log.earlier_stats()
+    if not earlier and not unrecorded:
+        return stats, None
+    fields = GenerationStats.__dataclass_fields__
+    parts = [{k: v for k, v in part.items() if k in fields} for part in earlier] + ([vars(stats)] if generated else [])
+    total = GenerationStats.merged([GenerationStats(**part) for part in parts])
+    # The totals cover what the parts saved: a part killed between two saves loses what it did after its last
+    # one; tokens_in_samples (added by the caller) shows the gap.
+    return total, {"generation_parts": parts, "parts_without_stats": unrecorded}
 
 
 def summarize(cfg, task, sampler, lm, records, ks, stats: GenerationStats, telemetry, wall) -> dict[str, Any]:

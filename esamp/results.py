@@ -99,36 +99,53 @@ class SampleStore:
 
 
 class TelemetryLog:
-    """The sampler's telemetry per part of a run (a run resumed k times has k + 1 parts), in
-    `telemetry.jsonl`: one line per save, {"part": i, "final": bool, "telemetry": {...}}; the last line of a
-    part wins. A part killed mid-way keeps its last periodic save (it may include training on prompts that
-    were in flight and are generated again on resume: the curves, not the samples, see them twice)."""
+    """The sampler's telemetry and the generation statistics per part of a run (a run resumed k times has
+    k + 1 parts), in `telemetry.jsonl`: one line per save, {"part": i, "final": bool, "telemetry": {...},
+    "stats": {...}}; the last line of a part wins. A part killed mid-way keeps its last periodic save (its
+    telemetry may include training on prompts that were in flight and are generated again on resume: the
+    curves, not the samples, see them twice; its stats count only the prompts it finished, with the time up to
+    that save)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.parts = self._read()
+        self.parts, self.stats = self._read()
         self.part = max(self.parts, default=-1) + 1  # this session's part
 
-    def _read(self) -> dict[int, dict]:
+    def _read(self) -> tuple[dict[int, dict], dict[int, dict]]:
         parts: dict[int, dict] = {}
+        stats: dict[int, dict] = {}
         if self.path.exists():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     entry = json.loads(line)
-                    parts[int(entry["part"])] = entry["telemetry"]
+                    part = int(entry["part"])
+                    parts[part] = entry["telemetry"]
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue  # a torn last line of a killed save
-        return parts
+                if isinstance(entry.get("stats"), dict):  # absent in logs written before stats were saved
+                    stats[part] = entry["stats"]
+                else:
+                    stats.pop(part, None)
+        return parts, stats
 
-    def save(self, telemetry: dict, final: bool = False) -> None:
+    def save(self, telemetry: dict, final: bool = False, stats: dict | None = None) -> None:
         self.parts[self.part] = telemetry
+        entry = {"part": self.part, "final": final, "telemetry": telemetry}
+        if stats is not None:
+            self.stats[self.part] = entry["stats"] = stats
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"part": self.part, "final": final, "telemetry": telemetry}) + "\n")
+            f.write(json.dumps(entry) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
     def all(self) -> list[dict]:
         return [self.parts[k] for k in sorted(self.parts) if self.parts[k]]
+
+    def earlier_stats(self) -> tuple[list[dict], int]:
+        """The generation statistics of the parts before this session's, and how many earlier parts recorded
+        none (a log written before stats were saved, or a part killed before its first save)."""
+        earlier = [k for k in sorted(self.parts) if k < self.part]
+        return [self.stats[k] for k in earlier if k in self.stats], sum(k not in self.stats for k in earlier)
 
 
 def check_lock(out_dir: Path, fingerprint: dict[str, Any]) -> None:

@@ -100,6 +100,15 @@ def test_kill_and_resume(tmp_path, data_dir):
     assert sorted(parts) == [0, 1] and parts[0]["train_steps"] > 0
     tele = summary["sampler_telemetry"]
     assert tele["train_steps"] == parts[0]["train_steps"] + parts[1]["train_steps"] > parts[1]["train_steps"]
+    # ...and so did its generation statistics: the timing is the whole run's, not the last session's
+    timing = summary["timing"]
+    gen_parts = timing["generation_parts"]
+    assert len(gen_parts) == 2 and timing["parts_without_stats"] == 0
+    assert gen_parts[0]["tokens"] > 0 and gen_parts[0]["seconds"] > 0
+    assert gen_parts[1]["tokens"] == sum(r["tokens"] for r in records if r["problem_id"] not in done_before)
+    assert timing["tokens_generated"] == gen_parts[0]["tokens"] + gen_parts[1]["tokens"]
+    assert timing["generation_seconds"] == pytest.approx(gen_parts[0]["seconds"] + gen_parts[1]["seconds"])
+    assert timing["tokens_in_samples"] == sum(r["tokens"] for r in records)
 
     # 4. the same samples as a run that was never interrupted
     res = subprocess.run(_cmd(ref), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -132,3 +141,22 @@ def test_merge_shards_after_a_killed_sharded_run(tmp_path):
     assert [(r["problem_id"], r["sample_index"]) for r in store.load()] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.jsonl"]
     assert store.merge_shards(2) == 0
+
+
+def test_telemetry_log_keeps_stats_per_part_and_reads_old_logs(tmp_path):
+    """Generation stats are kept per part (last save of a part wins); a log from before stats were saved, or a
+    part whose last save carries none, counts as a part without stats instead of silently vanishing."""
+    from esamp.results import TelemetryLog
+
+    path = tmp_path / "telemetry.jsonl"
+    path.write_text(json.dumps({"part": 0, "final": True, "telemetry": {}}) + "\n")  # the old format
+    log = TelemetryLog(path)
+    assert log.part == 1
+    log.save({"train_steps": 3}, stats={"tokens": 10, "seconds": 1.0})
+    log.save({"train_steps": 5}, final=True, stats={"tokens": 25, "seconds": 2.5})
+    with open(path, "a") as f:
+        f.write('{"part": 1, "final": tr')  # a torn save
+    later = TelemetryLog(path)
+    assert later.part == 2
+    assert later.earlier_stats() == ([{"tokens": 25, "seconds": 2.5}], 1)
+    assert later.all() == [{"train_steps": 5}]
