@@ -408,7 +408,11 @@ def plot_frontier(res: Mapping[str, Any], path=None):
 
         if front:
             x, y, xe, ye = bars(front)
-            ax.errorbar(x, y, xerr=xe, yerr=ye, fmt="-o", ms=4, lw=1.4, capsize=2, color=color["temperature"],
+            # The frontier exactly as the test uses it: straight in perplexity between the points, drawn densely
+            # so that it keeps that shape on a log axis.
+            xs = np.concatenate([np.linspace(a, b, 64) for a, b in zip(x[:-1], x[1:])]) if len(x) > 1 else x
+            ax.plot(xs, np.interp(xs, x, y), "-", lw=1.4, color=color["temperature"])
+            ax.errorbar(x, y, xerr=xe, yerr=ye, fmt="o", ms=4, capsize=2, color=color["temperature"],
                         label="temperature (frontier)")
             for r, xi, yi in zip(front, x, y):
                 ax.annotate(r["label"], (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7,
@@ -417,6 +421,14 @@ def plot_frontier(res: Mapping[str, Any], path=None):
             x, y, xe, ye = bars([r])
             ax.errorbar(x, y, xerr=xe, yerr=ye, fmt=MARKERS[(j + 1) % len(MARKERS)], ms=6, capsize=2,
                         color=color[r["arm"]], label=f"{r['label']} ({r['arm']})")
+        xs_all = [r[ppl] for r in res["rows"] if r[ppl] and r[ppl] > 0]
+        if xs_all and max(xs_all) > 5 * min(xs_all):  # perplexity grows ~exponentially with temperature
+            from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 5, 10, 20, 50, ...: plain numbers
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"{NAMES.get(ppl, ppl)} under {res['ppl_model'] or 'the judge'}  (← more coherent)")
         ax.set_ylabel(f"{NAMES.get(k, k)}  ({'↑' if BETTER.get(k) == 'higher' else '↓'} more diverse)")
         ax.grid(True, alpha=0.3)

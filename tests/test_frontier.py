@@ -331,3 +331,25 @@ def test_minilm_reads_512_word_pieces_when_asked():
     assert float(b[0] @ b[1]) < 1.0 - 1e-4
     with pytest.raises(ValueError, match="exceeds"):
         Embedder(max_seq_length=1024).model
+
+
+def test_frontier_plot_draws_the_tested_curve_on_a_log_axis_when_perplexity_spans_decades():
+    """Perplexity grows ~exponentially with temperature, so a wide range gets a log axis; the drawn frontier is
+    still the one the verdict uses (straight in perplexity), not a straight segment in log space."""
+    from esamp.frontier import plot_frontier
+
+    def row(arm, ppl, vendi, frontier):
+        return {"arm": arm, "label": arm, "frontier": frontier, "perplexity": ppl, "perplexity_lo": ppl * 0.9,
+                "perplexity_hi": ppl * 1.1, "vendi": vendi, "vendi_lo": vendi - 0.1, "vendi_hi": vendi + 0.1}
+
+    res = {"ppl_key": "perplexity", "metrics": ["vendi"], "ppl_model": "judge", "prompts": 3,
+           "rows": [row("t06", 10.0, 5.0, True), row("t1", 200.0, 6.0, True), row("esamp", 50.0, 6.5, False)]}
+    fig = plot_frontier(res)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    line = max(ax.get_lines(), key=lambda ln: len(ln.get_xdata()))  # the densely drawn frontier
+    x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+    i = int(np.argmin(abs(x - 105.0)))
+    assert y[i] == pytest.approx(5.0 + (x[i] - 10.0) / 190.0)  # linear in perplexity
+    res["rows"] = [row("t08", 20.0, 5.0, True), row("t1", 40.0, 6.0, True)]
+    assert plot_frontier(res).axes[0].get_xscale() == "linear"
