@@ -39,9 +39,10 @@ from esamp.analysis import (_labels, bootstrap_weights, find_results, interval, 
 from esamp.plotting import MARKERS, colors, finish_figure, pyplot
 
 DIVERSITY = ("vendi", "pairwise_cosine")
-BETTER = {"vendi": "higher", "pairwise_cosine": "lower"}  # which way is "more diverse"
+RELEVANCE = "prompt_relevance"  # mean cosine between the prompt and each continuation: does the text stay on topic?
+BETTER = {"vendi": "higher", "pairwise_cosine": "lower", RELEVANCE: "higher"}  # "more diverse" / "more on topic"
 NAMES = {"vendi": "Vendi", "pairwise_cosine": "pairwise cosine", "perplexity": "perplexity",
-         "perplexity_median": "median perplexity"}
+         "perplexity_median": "median perplexity", RELEVANCE: "prompt relevance"}
 
 
 # ------------------------------------------------------------------------------------------- runs
@@ -102,9 +103,25 @@ def rescore_embeddings(run_dir: str | Path, embedder) -> dict[str, dict[str, flo
     return out
 
 
-def load_arms(run_dirs: Sequence[str | Path], embedder=None) -> list[dict[str, Any]]:
+def prompt_relevance(run_dir: str | Path, embedder) -> dict[str, float]:
+    """pid -> mean cosine between the prompt and each of its continuations (from samples.jsonl, embedded with
+    `embedder`): a diversity that comes from leaving the passage's topic shows up here as a drop."""
+    by_prompt: dict[str, tuple[str, list[str]]] = {}
+    for r in load_samples(run_dir):
+        entry = by_prompt.setdefault(str(r["problem_id"]), (r.get("prompt") or "", []))
+        entry[1].append(r.get("completion") or "")
+    out = {}
+    for pid, (prompt, completions) in by_prompt.items():
+        emb = np.asarray(embedder.encode([prompt, *completions]), dtype=float)
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        out[pid] = float(np.mean(emb[1:] @ emb[0]))
+    return out
+
+
+def load_arms(run_dirs: Sequence[str | Path], embedder=None, relevance=None) -> list[dict[str, Any]]:
     """The runs (folders, or folders holding run folders), named after their folders; with `embedder` the
-    embedding metrics are recomputed from samples.jsonl (the stored ones are kept as `<metric>_stored`)."""
+    embedding metrics are recomputed from samples.jsonl (the stored ones are kept as `<metric>_stored`); with
+    `relevance` (an embedder) each prompt also gets `prompt_relevance`."""
     dirs: list[Path] = []
     for d in run_dirs:
         d = Path(d)
@@ -121,6 +138,10 @@ def load_arms(run_dirs: Sequence[str | Path], embedder=None) -> list[dict[str, A
                     m.setdefault(f"{k}_stored", m.get(k))
                     m[k] = v
             arm["embedder"] = repr(embedder)
+    if relevance is not None:
+        for arm in arms:
+            for pid, v in prompt_relevance(arm["dir"], relevance).items():
+                arm["per_prompt"].setdefault(pid, {})[RELEVANCE] = v
     return arms
 
 
@@ -159,12 +180,16 @@ def frontier_at(xs: np.ndarray, ys: np.ndarray, x0: np.ndarray) -> np.ndarray:
     return np.where((x0 < xs[:, 0]) | (x0 > xs[:, -1]) | ~np.isfinite(x0), np.nan, out)
 
 
-def _verdict(lo: float, hi: float, better: str, outside: bool) -> str:
+def _verdict(lo: float, hi: float, better: str, outside: bool, metric: str = "vendi") -> str:
     if outside:
         return "outside the temperature range"
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return "undecided"
     above, below = lo > 0, hi < 0
+    if metric == RELEVANCE:  # not a diversity: say what it means
+        if not (above or below):
+            return "as on topic as temperature (interval contains 0)"
+        return "more on topic than temperature" if above else "less on topic than temperature"
     if not (above or below):
         return "on the frontier (interval contains 0)"
     return "beyond the frontier" if above == (better == "higher") else "inside the frontier"
@@ -172,18 +197,21 @@ def _verdict(lo: float, hi: float, better: str, outside: bool) -> str:
 
 def frontier_analysis(run_dirs: Sequence[str | Path], metrics: Sequence[str] = DIVERSITY,
                       ppl_key: str = "perplexity", resamples: int = 10_000, seed: int = 0, embedder=None,
-                      divergence: Sequence[str] | None = None) -> dict[str, Any]:
+                      divergence: Sequence[str] | None = None, relevance=None) -> dict[str, Any]:
     """Per arm: mean over prompts of each metric and perplexity with 95% bootstrap intervals; for each arm that
     is not a temperature arm, the paired difference (arm - temperature frontier at the arm's perplexity) with
     its interval and a verdict; the divergence curves (see `divergence_analysis`).
 
     `divergence`: the arm names (folder names) whose curves to compare, the reference first; default: the
-    temperature arm at T = 1 and the ESamp arms at beta 0.25, T = 1 (the paper's Fig. 4a)."""
+    temperature arm at T = 1 and the ESamp arms at beta 0.25, T = 1 (the paper's Fig. 4a). `relevance`: an
+    embedder; each arm's prompt relevance is then compared with the temperature curve the same way (a check of
+    what the diversity costs in staying on topic; it does not enter the verdict on diversity)."""
     if resamples < 1:
         raise ValueError("resamples must be >= 1")
-    arms = load_arms(run_dirs, embedder=embedder)
+    arms = load_arms(run_dirs, embedder=embedder, relevance=relevance)
     front = [a for a in arms if a["frontier"]]
-    keys = [ppl_key, *metrics]
+    tested = [*metrics, *([RELEVANCE] if relevance is not None else [])]
+    keys = [ppl_key, *tested]
     for a in arms:
         missing = [k for k in keys if not any(k in m for m in a["per_prompt"].values())]
         if missing:
@@ -228,7 +256,7 @@ def frontier_analysis(run_dirs: Sequence[str | Path], metrics: Sequence[str] = D
             if a["frontier"]:
                 continue
             x, x0 = boot[a["name"]][ppl_key], np.array([point[a["name"]][ppl_key]])
-            for k in metrics:
+            for k in tested:
                 fy = np.stack([boot[f["name"]][k] for f in front], 1)
                 fy0 = np.array([[point[f["name"]][k] for f in front]])
                 diff = boot[a["name"]][k] - frontier_at(fx, fy, x)
@@ -239,12 +267,13 @@ def frontier_analysis(run_dirs: Sequence[str | Path], metrics: Sequence[str] = D
                                  "ppl": point[a["name"]][ppl_key], "frontier_at_ppl": float(point[a["name"]][k] - est),
                                  "diff": est, "diff_lo": float(lo), "diff_hi": float(hi),
                                  "outside_fraction": float(1 - ok.mean()),
-                                 "verdict": _verdict(float(lo), float(hi), BETTER.get(k, "higher"), not math.isfinite(est))})
+                                 "verdict": _verdict(float(lo), float(hi), BETTER.get(k, "higher"), not math.isfinite(est),
+                                                     k)})
     else:
         notes.append(f"{len(front)} temperature arm(s): the frontier needs at least two; no verdicts")
 
     return {"rows": rows, "verdicts": verdicts, "notes": notes, "prompts": len(common), "resamples": resamples,
-            "seed": seed, "metrics": list(metrics), "ppl_key": ppl_key, "ppl_model": _ppl_model(arms),
+            "seed": seed, "metrics": list(metrics), "tested": tested, "ppl_key": ppl_key, "ppl_model": _ppl_model(arms),
             "embedder": _embedder(arms), "arms": {a["name"]: {"dir": a["dir"], "label": a["label"]} for a in arms},
             "divergence": divergence_analysis(arms, divergence, resamples=resamples, seed=seed)}
 
@@ -352,17 +381,18 @@ def frontier_markdown(res: Mapping[str, Any]) -> str:
            f"arm). Perplexity: the {'median' if ppl == 'perplexity_median' else 'mean'} over each prompt's samples "
            f"under {res['ppl_model'] or 'the judge model'}; embeddings: {res['embedder']}.\n"]
     out += [f"- note: {n}" for n in res["notes"]] + ([""] if res["notes"] else [])
-    arrows = {k: "↑" if BETTER.get(k) == "higher" else "↓" for k in res["metrics"]}
-    head = ["arm", "setting", "frontier", NAMES.get(ppl, ppl), *[f"{NAMES.get(k, k)} ({arrows[k]} diverse)"
-                                                                for k in res["metrics"]],
+    shown = res.get("tested", res["metrics"])
+    arrows = {k: "↑" if BETTER.get(k) == "higher" else "↓" for k in shown}
+    head = ["arm", "setting", "frontier", NAMES.get(ppl, ppl),
+            *[f"{NAMES.get(k, k)} ({arrows[k]} {'on topic' if k == RELEVANCE else 'diverse'})" for k in shown],
             "distinct-2", "cut by the run's embedder"]
     table = []
     for r in sorted(res["rows"], key=lambda r: (not r["frontier"], r["arm"])):
         table.append([r["arm"], r["label"], "yes" if r["frontier"] else "", _iv(r, ppl, ".2f"),
-                      *[_iv(r, k, ".3f") for k in res["metrics"]],
+                      *[_iv(r, k, ".3f") for k in shown],
                       f"{r['distinct_2']:.3f}" if r.get("distinct_2") is not None else "–",
                       f"{r['embed_truncated']:.0%}" if r.get("embed_truncated") is not None else "–"])
-    out += ["## Arms\n", markdown_table(head, table, [0, 0, 0, 1] + [1] * len(res["metrics"]) + [1, 1])]
+    out += ["## Arms\n", markdown_table(head, table, [0, 0, 0, 1] + [1] * len(shown) + [1, 1])]
     if res["verdicts"]:
         head = ["arm", "setting", "metric", "arm perplexity", "frontier at that perplexity", "arm - frontier",
                 "95% interval", "resamples outside", "verdict"]
@@ -375,7 +405,10 @@ def frontier_markdown(res: Mapping[str, Any]) -> str:
                 "The frontier: the temperature arms' mean (perplexity, diversity) points joined in order of "
                 "perplexity, piecewise linear, rebuilt in every resample. Difference = arm - frontier at the arm's "
                 "perplexity, paired over prompts. Beyond = more diverse at equal perplexity (Vendi above, cosine "
-                "below the curve) with the whole interval on that side.\n",
+                "below the curve) with the whole interval on that side."
+                + (" Prompt relevance (mean cosine between the prompt and each continuation) is compared with the "
+                   "temperature curve the same way: a check of what the diversity costs in staying on topic, not "
+                   "part of the verdict on diversity." if RELEVANCE in res.get("tested", []) else "") + "\n",
                 markdown_table(head, table, [0, 0, 0, 1, 1, 1, 0, 1, 0])]
     div = res.get("divergence")
     if div and div.get("differences"):
@@ -393,7 +426,7 @@ def plot_frontier(res: Mapping[str, Any], path=None):
     """One panel per diversity metric against perplexity: the temperature arms as a line through their points
     (labelled with T), the other arms as points, 95% intervals as error bars on both axes."""
     plt = pyplot()
-    ppl, metrics = res["ppl_key"], res["metrics"]
+    ppl, metrics = res["ppl_key"], res.get("tested", res["metrics"])
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics) + 2.6, 4.4), squeeze=False)
     others = [r for r in res["rows"] if not r["frontier"]]
     color = colors(["temperature"] + [r["arm"] for r in others])
@@ -430,7 +463,8 @@ def plot_frontier(res: Mapping[str, Any], path=None):
             ax.xaxis.set_major_formatter(ScalarFormatter())
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"{NAMES.get(ppl, ppl)} under {res['ppl_model'] or 'the judge'}  (← more coherent)")
-        ax.set_ylabel(f"{NAMES.get(k, k)}  ({'↑' if BETTER.get(k) == 'higher' else '↓'} more diverse)")
+        what = "closer to the prompt" if k == RELEVANCE else "more diverse"
+        ax.set_ylabel(f"{NAMES.get(k, k)}  ({'↑' if BETTER.get(k) == 'higher' else '↓'} {what})")
         ax.grid(True, alpha=0.3)
     fig.suptitle(f"Diversity against perplexity, {res['prompts']} prompts (95% bootstrap intervals over prompts)",
                  fontsize=11)

@@ -3,6 +3,7 @@
 
     python scripts/frontier.py RUN_DIR... --out DIR [--resamples 10000] [--seed 0] [--ppl-key perplexity]
                                [--divergence REF_ARM,ARM...] [--embedder-max-seq-length 512] [--embedder NAME]
+                               [--relevance]
 
 RUN_DIR: creative-writing run folders (results.json with task_metrics.per_prompt), or a folder holding them
 (results/writing_frontier). Temperature arms (sampler=temperature, no filter) make the frontier; every other
@@ -11,6 +12,8 @@ Vendi and mean pairwise cosine, with a verdict. Also the paper's Fig. 4a, the di
 (beta 0.25, T 1) against temperature 1 (or the arms named in --divergence, reference first).
 --embedder-max-seq-length / --embedder recompute the embedding metrics from samples.jsonl with another
 embedder setting (e.g. MiniLM reading 512 word pieces instead of 256); perplexity is always the stored one.
+--relevance adds the prompt relevance (mean cosine between the prompt and each continuation, the same embedder)
+and compares it with the temperature curve: does an arm's diversity come from leaving the passage's topic?
 Writes frontier.md (also printed), frontier.csv, frontier_verdicts.csv, frontier.json, frontier.png and
 divergence.png into --out. The logic is in `esamp.frontier`.
 """
@@ -37,15 +40,19 @@ def main(argv: list[str] | None = None) -> int:
                                          "first (default: temperature T=1, then ESamp beta 0.25 T=1)")
     ap.add_argument("--embedder-max-seq-length", type=int, help="recompute Vendi/cosine with this many word pieces")
     ap.add_argument("--embedder", help="recompute Vendi/cosine with this sentence-transformers model (path or id)")
+    ap.add_argument("--relevance", action="store_true",
+                    help="also compare the prompt relevance (cosine prompt - continuation) with the temperature curve")
     args = ap.parse_args(argv)
-    embedder = None
-    if args.embedder or args.embedder_max_seq_length:
+    embedder = relevance = None
+    if args.embedder or args.embedder_max_seq_length or args.relevance:
         from esamp.metrics.diversity import Embedder
 
-        embedder = Embedder(args.embedder, max_seq_length=args.embedder_max_seq_length)
+        relevance = Embedder(args.embedder, max_seq_length=args.embedder_max_seq_length)
+        embedder = relevance if (args.embedder or args.embedder_max_seq_length) else None
+        relevance = relevance if args.relevance else None
     try:
         res = frontier_analysis(args.runs, ppl_key=args.ppl_key, resamples=args.resamples, seed=args.seed,
-                                embedder=embedder,
+                                embedder=embedder, relevance=relevance,
                                 divergence=[a for a in args.divergence.split(",") if a] if args.divergence else None)
         files = write_frontier(res, args.out)
     except (FileNotFoundError, ValueError) as err:

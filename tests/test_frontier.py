@@ -353,3 +353,31 @@ def test_frontier_plot_draws_the_tested_curve_on_a_log_axis_when_perplexity_span
     assert y[i] == pytest.approx(5.0 + (x[i] - 10.0) / 190.0)  # linear in perplexity
     res["rows"] = [row("t08", 20.0, 5.0, True), row("t1", 40.0, 6.0, True)]
     assert plot_frontier(res).axes[0].get_xscale() == "linear"
+
+
+def test_prompt_relevance_is_compared_with_the_temperature_curve(runs):
+    """Relevance = mean cosine(prompt, continuation), here with word-set embeddings. Temperature arms: prompt
+    "Once upon a time" embeds as {a}; "the sea was calm" shares nothing (0), "a fox ran home" shares "a"
+    (1 / (1 * 2)): relevance 0.25 in every prompt, a flat curve. ESamp's prompts are rewritten to "the sea":
+    sample 0 shares 2 of its 4 words (2 / (sqrt 2 * 2)), sample 1 none: relevance 0.5 / sqrt 2."""
+    from esamp.frontier import RELEVANCE, frontier_markdown, prompt_relevance
+
+    samples = runs / "esamp_b025" / "samples.jsonl"
+    recs = [json.loads(line) for line in samples.read_text().splitlines()]
+    for r in recs:
+        r["prompt"] = "the sea"
+    samples.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    emb = WordSetEmbedder()
+    assert prompt_relevance(runs / "esamp_b025", emb)["book/0"] == pytest.approx(0.5 / math.sqrt(2))
+    assert prompt_relevance(runs / "temperature_t06", emb)["book/3"] == pytest.approx(0.25)
+    res = frontier_analysis([runs], resamples=200, seed=0, relevance=emb)
+    row = {r["arm"]: r for r in res["rows"]}["esamp_b025"]
+    assert row[RELEVANCE] == pytest.approx(0.5 / math.sqrt(2))
+    v = [v for v in res["verdicts"] if v["arm"] == "esamp_b025" and v["metric"] == RELEVANCE][0]
+    # the temperature curve is flat at 0.25, so the difference is the same in every resample
+    assert v["diff"] == pytest.approx(0.5 / math.sqrt(2) - 0.25)
+    assert v["diff_lo"] == pytest.approx(v["diff"]) and v["verdict"] == "more on topic than temperature"
+    # asking for relevance leaves the diversity verdicts as they were
+    plain = {(x["arm"], x["metric"]): x["verdict"] for x in frontier_analysis([runs], resamples=200, seed=0)["verdicts"]}
+    assert all(plain[(x["arm"], x["metric"])] == x["verdict"] for x in res["verdicts"] if x["metric"] != RELEVANCE)
+    assert "prompt relevance (↑ on topic)" in frontier_markdown(res)
