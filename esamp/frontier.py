@@ -40,9 +40,12 @@ from esamp.plotting import MARKERS, colors, finish_figure, pyplot
 
 DIVERSITY = ("vendi", "pairwise_cosine")
 RELEVANCE = "prompt_relevance"  # mean cosine between the prompt and each continuation: does the text stay on topic?
-BETTER = {"vendi": "higher", "pairwise_cosine": "lower", RELEVANCE: "higher"}  # "more diverse" / "more on topic"
+# which way is "more diverse" ("more on topic" for the relevance); the lexical metrics are optional extras
+BETTER = {"vendi": "higher", "pairwise_cosine": "lower", RELEVANCE: "higher", "distinct_1": "higher",
+          "distinct_2": "higher", "distinct_3": "higher", "self_bleu": "lower"}
 NAMES = {"vendi": "Vendi", "pairwise_cosine": "pairwise cosine", "perplexity": "perplexity",
-         "perplexity_median": "median perplexity", RELEVANCE: "prompt relevance"}
+         "perplexity_median": "median perplexity", RELEVANCE: "prompt relevance", "distinct_1": "distinct-1",
+         "distinct_2": "distinct-2", "distinct_3": "distinct-3", "self_bleu": "self-BLEU"}
 
 
 # ------------------------------------------------------------------------------------------- runs
@@ -385,14 +388,15 @@ def frontier_markdown(res: Mapping[str, Any]) -> str:
     arrows = {k: "↑" if BETTER.get(k) == "higher" else "↓" for k in shown}
     head = ["arm", "setting", "frontier", NAMES.get(ppl, ppl),
             *[f"{NAMES.get(k, k)} ({arrows[k]} {'on topic' if k == RELEVANCE else 'diverse'})" for k in shown],
-            "distinct-2", "cut by the run's embedder"]
+            *(["distinct-2"] if "distinct_2" not in shown else []), "cut by the run's embedder"]
     table = []
     for r in sorted(res["rows"], key=lambda r: (not r["frontier"], r["arm"])):
         table.append([r["arm"], r["label"], "yes" if r["frontier"] else "", _iv(r, ppl, ".2f"),
                       *[_iv(r, k, ".3f") for k in shown],
-                      f"{r['distinct_2']:.3f}" if r.get("distinct_2") is not None else "–",
+                      *([f"{r['distinct_2']:.3f}" if r.get("distinct_2") is not None else "–"]
+                        if "distinct_2" not in shown else []),
                       f"{r['embed_truncated']:.0%}" if r.get("embed_truncated") is not None else "–"])
-    out += ["## Arms\n", markdown_table(head, table, [0, 0, 0, 1] + [1] * len(shown) + [1, 1])]
+    out += ["## Arms\n", markdown_table(head, table, [0, 0, 0, 1] + [1] * (len(head) - 4))]
     if res["verdicts"]:
         head = ["arm", "setting", "metric", "arm perplexity", "frontier at that perplexity", "arm - frontier",
                 "95% interval", "resamples outside", "verdict"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without installing
 
-from esamp.frontier import frontier_analysis, frontier_markdown, write_frontier  # noqa: E402
+from esamp.frontier import BETTER, RELEVANCE, frontier_analysis, frontier_markdown, write_frontier  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
                                          "first (default: temperature T=1, then ESamp beta 0.25 T=1)")
     ap.add_argument("--embedder-max-seq-length", type=int, help="recompute Vendi/cosine with this many word pieces")
     ap.add_argument("--embedder", help="recompute Vendi/cosine with this sentence-transformers model (path or id)")
+    ap.add_argument("--metrics", default="vendi,pairwise_cosine",
+                    help="comma-separated per-prompt diversity metrics tested against the frontier (default "
+                         "vendi,pairwise_cosine; also distinct_1, distinct_2, distinct_3, self_bleu)")
     ap.add_argument("--relevance", action="store_true",
                     help="also compare the prompt relevance (cosine prompt - continuation) with the temperature curve")
     args = ap.parse_args(argv)
@@ -51,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         embedder = relevance if (args.embedder or args.embedder_max_seq_length) else None
         relevance = relevance if args.relevance else None
     try:
-        res = frontier_analysis(args.runs, ppl_key=args.ppl_key, resamples=args.resamples, seed=args.seed,
+        metrics = [m for m in args.metrics.split(",") if m]
+        unknown = [m for m in metrics if m not in BETTER or m == RELEVANCE]
+        if unknown or not metrics:
+            raise ValueError(f"--metrics {args.metrics!r}: unknown {unknown}; allowed: "
+                             + ", ".join(k for k in BETTER if k != RELEVANCE))
+        res = frontier_analysis(args.runs, metrics=metrics, ppl_key=args.ppl_key, resamples=args.resamples, seed=args.seed,
                                 embedder=embedder, relevance=relevance,
                                 divergence=[a for a in args.divergence.split(",") if a] if args.divergence else None)
         files = write_frontier(res, args.out)

@@ -252,6 +252,12 @@ def test_script_writes_table_figures_and_verdicts(runs, tmp_path, capsys):
     assert "on the frontier (interval contains 0)" in md and "outside the temperature range" in md
     assert "beyond the frontier" in capsys.readouterr().out
     assert script.main([str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    # extra lexical metrics: every fake arm has distinct-2 0.9, so ESamp sits on that (flat) frontier
+    assert script.main([str(runs), "--out", str(out), "--resamples", "200", "--metrics", "vendi,distinct_2"]) == 0
+    md = (out / "frontier.md").read_text()
+    assert "| esamp_b025 | ESamp β=0.25, T=1 | distinct-2 | 25.00 | 0.900 | +0.000 |" in md
+    assert "pairwise cosine" not in md.split("## Against")[1].split("## Divergence")[0]
+    assert script.main([str(runs), "--out", str(out), "--metrics", "vendi,perplexity"]) == 2
 
 
 # ------------------------------------------------------------------- what the task stores per prompt
