@@ -1,0 +1,49 @@
+"""Within-sample repetition per arm: the share of samples that repeat some 8-word sequence (a loop), with a 95%
+bootstrap interval over prompts. A loop lowers the judge's perplexity without making the text better, so this
+says how much of an arm's low perplexity may come from repeating itself.
+
+    python experiments/writing_frontier/repetition.py results/writing_frontier [--ngram 8]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from esamp.analysis import bootstrap_weights, interval, load_samples  # noqa: E402
+
+
+def loops(text: str, n: int) -> bool:
+    """True when some n-word sequence occurs twice in the text."""
+    words = text.split()
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root", help="folder holding the arms' run folders")
+    ap.add_argument("--ngram", type=int, default=8)
+    args = ap.parse_args(argv)
+    arms = sorted(p.parent for p in Path(args.root).glob("*/results.json"))
+    per_arm = {}
+    for arm in arms:
+        by_prompt: dict[str, list[bool]] = {}
+        for r in load_samples(arm):  # (not str.splitlines: completions may hold U+2028 and the like)
+            by_prompt.setdefault(r["problem_id"], []).append(loops(r.get("completion") or "", args.ngram))
+        per_arm[arm.name] = by_prompt
+    common = sorted(set.intersection(*(set(v) for v in per_arm.values())))
+    weights = bootstrap_weights(len(common), 10_000, 0)
+    print(f"| arm | samples repeating an {args.ngram}-word sequence | 95% interval (prompts) |\n|---|---:|---|")
+    for name, by_prompt in per_arm.items():
+        v = np.array([np.mean(by_prompt[p]) for p in common])
+        lo, hi = interval(weights @ v)
+        print(f"| {name} | {v.mean():.1%} | [{lo:.1%}, {hi:.1%}] |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
