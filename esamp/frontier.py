@@ -211,6 +211,10 @@ def frontier_analysis(run_dirs: Sequence[str | Path], metrics: Sequence[str] = D
     what the diversity costs in staying on topic; it does not enter the verdict on diversity)."""
     if resamples < 1:
         raise ValueError("resamples must be >= 1")
+    unknown = [m for m in metrics if m not in BETTER or m == RELEVANCE]
+    if unknown or not metrics:
+        raise ValueError(f"metrics {list(metrics)}: unknown {unknown}; allowed: "
+                         + ", ".join(k for k in BETTER if k != RELEVANCE))
     arms = load_arms(run_dirs, embedder=embedder, relevance=relevance)
     front = [a for a in arms if a["frontier"]]
     tested = [*metrics, *([RELEVANCE] if relevance is not None else [])]

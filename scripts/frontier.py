@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without installing
 
-from esamp.frontier import BETTER, RELEVANCE, frontier_analysis, frontier_markdown, write_frontier  # noqa: E402
+from esamp.frontier import frontier_analysis, frontier_markdown, write_frontier  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,21 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--relevance", action="store_true",
                     help="also compare the prompt relevance (cosine prompt - continuation) with the temperature curve")
     args = ap.parse_args(argv)
-    embedder = relevance = None
-    if args.embedder or args.embedder_max_seq_length or args.relevance:
+    rescore = bool(args.embedder or args.embedder_max_seq_length)
+    embedder = None
+    if rescore or args.relevance:  # one embedder serves both the rescoring and the relevance
         from esamp.metrics.diversity import Embedder
 
-        relevance = Embedder(args.embedder, max_seq_length=args.embedder_max_seq_length)
-        embedder = relevance if (args.embedder or args.embedder_max_seq_length) else None
-        relevance = relevance if args.relevance else None
+        embedder = Embedder(args.embedder, max_seq_length=args.embedder_max_seq_length)
     try:
-        metrics = [m for m in args.metrics.split(",") if m]
-        unknown = [m for m in metrics if m not in BETTER or m == RELEVANCE]
-        if unknown or not metrics:
-            raise ValueError(f"--metrics {args.metrics!r}: unknown {unknown}; allowed: "
-                             + ", ".join(k for k in BETTER if k != RELEVANCE))
-        res = frontier_analysis(args.runs, metrics=metrics, ppl_key=args.ppl_key, resamples=args.resamples, seed=args.seed,
-                                embedder=embedder, relevance=relevance,
+        res = frontier_analysis(args.runs, metrics=[m for m in args.metrics.split(",") if m], ppl_key=args.ppl_key, resamples=args.resamples, seed=args.seed,
+                                embedder=embedder if rescore else None,
+                                relevance=embedder if args.relevance else None,
                                 divergence=[a for a in args.divergence.split(",") if a] if args.divergence else None)
         files = write_frontier(res, args.out)
     except (FileNotFoundError, ValueError) as err:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from esamp.analysis import bootstrap_weights, interval, load_samples  # noqa: E402
+from esamp.analysis import bootstrap_weights, find_results, interval, load_samples  # noqa: E402
 
 
 def loops(text: str, n: int) -> bool:
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     ap.add_argument("root", help="folder holding the arms' run folders")
     ap.add_argument("--ngram", type=int, default=8)
     args = ap.parse_args(argv)
-    arms = sorted(p.parent for p in Path(args.root).glob("*/results.json"))
+    arms = [p.parent for p in find_results(args.root)]
     per_arm = {}
     for arm in arms:
         by_prompt: dict[str, list[bool]] = {}
