@@ -291,12 +291,14 @@ def test_creative_writing_summary_stores_per_prompt_perplexity_divergence_and_em
     texts = {"p": ["a b", "c d e f", "a b c"], "q": ["x y", "x y", "z"]}
     records = [{"problem_id": pid, "sample_index": i, "prompt": "Once", "completion": t,
                 "token_ids": list(range(len(t.split())))} for pid, ts in texts.items() for i, t in enumerate(ts)]
+    records[3:] = records[3:][::-1]  # q's samples arrive in reverse order: judge values 6, 8, 10 go to samples 2, 1, 0
     out = task.summarize(records)
     pp = out["per_prompt"]
     assert pp["p"]["perplexity"] == pytest.approx(5.0) and pp["p"]["perplexity_median"] == pytest.approx(4.0)
     assert pp["q"]["perplexity"] == pytest.approx(8.0) and pp["q"]["perplexity_median"] == pytest.approx(8.0)
     assert out["perplexity"] == pytest.approx(39 / 6) and out["perplexity_median"] == pytest.approx(7.0)
     assert out["ppl_model"] == "judge"
+    assert pp["p"]["perplexities"] == [2.0, 4.0, 9.0] and pp["q"]["perplexities"] == [10.0, 8.0, 6.0]  # in sample_index order
     # more than 3 words: "c d e f" in p (1 of 3), none in q
     assert pp["p"]["embed_truncated"] == pytest.approx(1 / 3) and pp["q"]["embed_truncated"] == 0.0
     assert out["embed_truncated"] == pytest.approx(1 / 6) and out["embedder_max_tokens"] == 3

@@ -3,7 +3,7 @@
 A passage (a chapter, or ~2,000 words) is split at its middle; the last 32 words of the first half are the
 prompt, fed raw (no chat template); the model continues for up to 512 tokens, 16 samples per prompt.
 Per prompt over its n samples: mean pairwise embedding cosine, Vendi score, distinct-1/2/3, self-BLEU, the
-perplexity of each continuation under a reference model (mean and median over the prompt's samples), the
+perplexity of each continuation under a reference model (mean, median and each sample's value), the
 divergence curve (mean pairwise cosine of the partial generations every 64 tokens) and the fraction of
 samples longer than the embedder reads (all-MiniLM-L6-v2: 256 word pieces; the rest is cut). All of these
 are stored per prompt in `task_metrics.per_prompt` (a bootstrap over prompts needs them, see
@@ -131,12 +131,16 @@ class CreativeWritingTask(Task):
             out["perplexity"] = _nanmean(ppl)  # over all samples (= the mean of per-prompt means at equal n)
             out["perplexity_median"] = _nanmedian(ppl)
             out["ppl_model"] = ref.name
-            by_pid: dict[str, list[float]] = {}
-            for r, v in zip(records, ppl):
-                by_pid.setdefault(r["problem_id"], []).append(v)
-            for pid, vs in by_pid.items():
+            by_pid: dict[str, list[tuple[int, float]]] = {}
+            for pos, (r, v) in enumerate(zip(records, ppl)):
+                by_pid.setdefault(r["problem_id"], []).append((r.get("sample_index", pos), v))
+            for pid, pairs in by_pid.items():
+                vs = [v for _, v in sorted(pairs, key=lambda iv: iv[0])]
                 per_prompt[pid]["perplexity"] = _nanmean(vs)
                 per_prompt[pid]["perplexity_median"] = _nanmedian(vs)
+                # each sample's own value, in sample_index order: lets an analysis drop samples (e.g. loops)
+                # and re-average without running the judge again
+                per_prompt[pid]["perplexities"] = [None if math.isnan(v) else float(v) for v in vs]
 
         if self.lm is not None and all("token_ids" in r for r in records):
             decode = lambda ids: self.lm.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
