@@ -59,7 +59,7 @@ FINISH_REASONS = ("length", "eos", "stop", "sampler")
 class GenerationStats:
     steps: int = 0
     tokens: int = 0          # generated tokens kept in results (up to and including EOS)
-    row_steps: int = 0       # row-steps computed (including finished rows waiting for their prompt)
+    row_steps: int = 0       # row-steps computed (GPU: finished rows waiting for their prompt too; CPU: active rows)
     seconds: float = 0.0
     prefill_seconds: float = 0.0
     compactions: int = 0     # slots that left the batch (nothing pending to take them)

@@ -229,7 +229,12 @@ def summarize(cfg, task, sampler, lm, records, ks, stats: GenerationStats, telem
                    "tokens_generated": stats.tokens, "decode_steps": stats.steps, "row_steps": stats.row_steps,
                    "compactions": stats.compactions, "admissions": stats.admissions,
                    # kept tokens per computed row-step: what continuous batching wastes on rows that wait
+                   # (on a GPU; a CPU step forwards only the active rows, so there it stays ~1)
                    "row_efficiency": stats.tokens / stats.row_steps if stats.row_steps else None,
+                   # rows a decode step computed, on average, of batch_prompts x n: a prompt's slot holds its n
+                   # rows until its longest sample ends, so few rows per step = short samples waiting on long
+                   # ones (on a CPU each step then costs more per row)
+                   "rows_per_step": stats.row_steps / stats.steps if stats.steps else None,
                    "tokens_per_second": stats.tokens / stats.seconds if stats.seconds else None},
         "sampler_telemetry": sampler.summarize(telemetry),
         "task_metrics": None,  # filled below, timed: judge perplexity and embeddings can take minutes

@@ -37,6 +37,7 @@ def test_smoke_run_writes_results(tmp_path):
     assert summary["timing"]["tokens_generated"] > 0 and summary["timing"]["tokens_per_second"] > 0
     t = summary["timing"]  # the wall time includes the task's summary (judge perplexity, embeddings)
     assert t["task_metrics_seconds"] >= 0 and t["wall_seconds"] >= t["generation_seconds"] + t["task_metrics_seconds"]
+    assert t["rows_per_step"] == pytest.approx(t["row_steps"] / t["decode_steps"]) and 0 < t["rows_per_step"] <= 2 * 4
     assert "temperature -> top_k" in summary["sampler"]["order"]
     lines = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert len(lines) == 8
