@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
         embedder = Embedder(args.embedder, max_seq_length=args.embedder_max_seq_length)
     try:
-        res = frontier_analysis(args.runs, metrics=[m for m in args.metrics.split(",") if m], ppl_key=args.ppl_key, resamples=args.resamples, seed=args.seed,
+        res = frontier_analysis(args.runs, metrics=[m for m in args.metrics.split(",") if m], ppl_key=args.ppl_key,
+                                resamples=args.resamples, seed=args.seed,
                                 embedder=embedder if rescore else None,
                                 relevance=embedder if args.relevance else None,
                                 divergence=[a for a in args.divergence.split(",") if a] if args.divergence else None)
