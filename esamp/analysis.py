@@ -85,15 +85,30 @@ def load_samples(run_dir: str | Path) -> list[dict[str, Any]]:
     return list(records.values())
 
 
+def sample_answer(r: dict[str, Any]) -> str | None:
+    """The answer a sample's diversity is counted on: the extracted final answer (math, multiple choice),
+    else, for code tasks (a HumanEval record has no extracted answer but its problem's entry point), the
+    normal form of its program (`esamp.metrics.programs`), so that reformatted or renamed copies of one
+    program count once."""
+    ans = r.get("extracted")
+    entry_point = (r.get("problem_meta") or {}).get("entry_point")
+    if ans is None and entry_point and r.get("completion"):
+        from esamp.metrics.programs import canonical_program
+
+        return canonical_program(r["completion"], entry_point)
+    return ans
+
+
 def problem_table(samples: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """problem id -> {n, c (correct samples), level (MATH-500, else None), answers, answer_ok}; `answers`
-    are the extracted final answers stripped (None when the sample gave none), `answer_ok` their grades."""
+    are the samples' answers stripped (`sample_answer`; None when the sample gave none), `answer_ok` their
+    grades."""
     out: dict[str, dict[str, Any]] = {}
     for r in sorted(samples, key=lambda r: (str(r["problem_id"]), r["sample_index"])):
         p = out.setdefault(str(r["problem_id"]), {"n": 0, "c": 0, "answers": [], "answer_ok": [],
                                                    "level": (r.get("problem_meta") or {}).get("level")})
         ok = bool(r.get("correct"))  # None (ungraded) counts as not correct
-        ans = r.get("extracted")
+        ans = sample_answer(r)
         p["n"] += 1
         p["c"] += ok
         p["answers"].append(str(ans).strip() or None if ans is not None else None)
@@ -152,16 +167,36 @@ def passk_band(table: dict, ids: Sequence[str], ks: Sequence[int], resamples: in
     return {"k": list(ks), "mean": a.mean(0).tolist(), "lo": lo.tolist(), "hi": hi.tolist()}
 
 
+def _distinct(p: dict[str, Any], correct_only: bool = False) -> int:
+    return len({a for a, ok in zip(p["answers"], p["answer_ok"]) if a is not None and (ok or not correct_only)})
+
+
 def answer_diversity(table: dict, ids: Sequence[str]) -> dict[str, float]:
-    """Mean distinct final answers per problem (stripped strings; a sample without one does not count), the
-    fraction of samples without an answer, and the fraction of problems whose distinct answers include a
+    """Mean distinct answers per problem (stripped strings, or program normal forms on code; a sample
+    without one does not count), mean distinct *correct* answers per problem (the question the framework
+    asks: on math one answer is correct, so this is ~Pass@n; on code it counts distinct correct programs),
+    the fraction of samples without an answer, and the fraction of problems whose distinct answers include a
     correct one (graded per sample, so this equals the fraction solved, Pass@n)."""
-    distinct = [len({x for x in table[i]["answers"] if x is not None}) for i in ids]
+    distinct = [_distinct(table[i]) for i in ids]
+    distinct_ok = [_distinct(table[i], correct_only=True) for i in ids]
     missing = [sum(x is None for x in table[i]["answers"]) / table[i]["n"] for i in ids]
     hit = [any(table[i]["answer_ok"]) for i in ids]
     return {"problems": len(ids), "distinct_answers": float(np.mean(distinct)) if ids else math.nan,
+            "distinct_correct": float(np.mean(distinct_ok)) if ids else math.nan,
             "no_answer": float(np.mean(missing)) if ids else math.nan,
             "correct_among": float(np.mean(hit)) if ids else math.nan}
+
+
+def paired_diversity(arm: dict, base: dict, ids: Sequence[str], resamples: int, seed: int) -> list[dict[str, Any]]:
+    """Distinct answers and distinct correct answers per problem, arm - baseline, paired per problem, with
+    the 95% interval from the same bootstrap resamples as the Pass@k rows."""
+    cols = {"distinct_answers": lambda p: _distinct(p), "distinct_correct": lambda p: _distinct(p, True)}
+    a = np.array([[f(arm[i]) for f in cols.values()] for i in ids], dtype=float).reshape(len(ids), len(cols))
+    b = np.array([[f(base[i]) for f in cols.values()] for i in ids], dtype=float).reshape(len(ids), len(cols))
+    lo, hi = interval(bootstrap_weights(len(ids), resamples, seed) @ (a - b))
+    return [{"measure": m, "problems": len(ids), "arm_mean": float(a[:, j].mean()), "baseline_mean": float(b[:, j].mean()),
+             "diff": float((a - b)[:, j].mean()), "diff_lo": float(lo[j]), "diff_hi": float(hi[j])}
+            for j, m in enumerate(cols)]
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:
@@ -175,8 +210,8 @@ def compare_runs(arms: Sequence[str | Path], baseline: str | Path, ks: Sequence[
     """Paired comparison of each arm with the baseline on the problems both ran.
 
     Returns {"rows": one dict per (arm, level, k) - level "all", then each MATH-500 level -, "notes": what
-    was dropped, "curves" and "diversity": per run over the problems common to all runs, "runs": name ->
-    {dir, results, n}}. Raises ValueError when a run's n differs from the baseline's."""
+    was dropped, "diversity_rows": distinct (correct) answers per problem, arm - baseline, paired, "curves"
+    and "diversity": per run over the problems common to all runs, "runs": name -> {dir, results, n}}. Raises ValueError when a run's n differs from the baseline's."""
     if resamples < 1:
         raise ValueError("resamples must be >= 1")
     dirs = [Path(baseline).resolve()] + [Path(a).resolve() for a in arms]
@@ -195,7 +230,7 @@ def compare_runs(arms: Sequence[str | Path], baseline: str | Path, ks: Sequence[
     notes = [f"k > n={n} left out: {[k for k in ks if k > n]}"] if len(ks_used) < len(ks) else []
     if not ks_used:
         raise ValueError(f"no k in {list(ks)} is <= n={n}")
-    rows = []
+    rows, div_rows = [], []
     for nm in names[1:]:
         arm = tables[nm]
         ids = sorted(set(arm) & set(base))
@@ -204,13 +239,14 @@ def compare_runs(arms: Sequence[str | Path], baseline: str | Path, ks: Sequence[
                          f"only in {nm}, {len(set(base) - set(arm))} only in {base_name}")
         if not ids:
             raise ValueError(f"{nm} and {base_name} have no problem in common")
+        div_rows += [{"arm": nm, "baseline": base_name, **r} for r in paired_diversity(arm, base, ids, resamples, seed)]
         levels = sorted({arm[i]["level"] for i in ids if arm[i]["level"] is not None}, key=str)
         for level in ["all", *levels]:
             sub = ids if level == "all" else [i for i in ids if arm[i]["level"] == level]
             for row in paired_rows(arm, base, sub, ks_used, resamples, seed):
                 rows.append({"arm": nm, "baseline": base_name, "level": level, "n": n, **row})
     common = sorted(set.intersection(*(set(t) for t in tables.values())))
-    return {"rows": rows, "notes": notes, "ks": ks_used, "n": n, "common": len(common), "baseline": base_name,
+    return {"rows": rows, "diversity_rows": div_rows, "notes": notes, "ks": ks_used, "n": n, "common": len(common), "baseline": base_name,
             "resamples": resamples, "seed": seed,
             "curves": {nm: passk_band(t, common, ks_used, resamples, seed) for nm, t in tables.items()} if common else {},
             "diversity": {nm: answer_diversity(t, common) for nm, t in tables.items()},

@@ -42,10 +42,20 @@ def comparison_markdown(res: dict[str, Any]) -> str:
         table = [[r["arm"], r["level"], r["k"], r["problems"], _p(r["arm_pass"]), _p(r["baseline_pass"]),
                   f"{r['diff']:+.3f}", f"[{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}]"] for r in rows if r["level"] != "all"]
         out += ["## By MATH-500 level\n", markdown_table(head, table, [0, 0, 1, 1, 1, 1, 1, 0])]
-    head = ["run", "problems", "distinct answers / problem", "samples without answer", "correct answer among them"]
-    table = [[nm, d["problems"], f"{d['distinct_answers']:.2f}", _p(d["no_answer"]), _p(d["correct_among"])]
-             for nm, d in res["diversity"].items()]
-    out += [f"## Final answers ({res['common']} problems common to all runs)\n", markdown_table(head, table, [0, 1, 1, 1, 1])]
+    head = ["run", "problems", "distinct answers / problem", "distinct correct / problem", "samples without answer",
+            "correct answer among them"]
+    table = [[nm, d["problems"], f"{d['distinct_answers']:.2f}", f"{d['distinct_correct']:.2f}", _p(d["no_answer"]),
+              _p(d["correct_among"])] for nm, d in res["diversity"].items()]
+    out += [f"## Final answers ({res['common']} problems common to all runs)\n",
+            "An answer is the extracted final answer, or on code the program's normal form (comments, docstrings, "
+            "formatting and a renaming of its own names removed; `esamp.metrics.programs`).\n",
+            markdown_table(head, table, [0, 1, 1, 1, 1, 1])]
+    if res.get("diversity_rows"):
+        head = ["arm", "measure", "problems", "arm", "baseline", "difference", "95% interval", "excludes 0"]
+        table = [[r["arm"], r["measure"].replace("_", " "), r["problems"], f"{r['arm_mean']:.2f}",
+                  f"{r['baseline_mean']:.2f}", f"{r['diff']:+.2f}", f"[{r['diff_lo']:+.2f}, {r['diff_hi']:+.2f}]",
+                  _excludes_zero(r)] for r in res["diversity_rows"]]
+        out += ["## Distinct answers per problem, paired (arm - baseline)\n", markdown_table(head, table, [0, 0, 1, 1, 1, 1, 0, 0])]
     return "\n".join(out)
 
 
@@ -107,17 +117,18 @@ def plot_dynamics(run_dirs: Sequence[str | Path], path=None):
 
 
 def write_comparison(res: dict[str, Any], out: str | Path) -> list[Path]:
-    """comparison.md, comparison.csv, answers.csv, passk_curves.png, passk_difference.png and, with ESamp
-    runs, distiller_dynamics.png into `out`. Returns the paths written."""
+    """comparison.md, comparison.csv, answers.csv, answers_paired.csv, passk_curves.png, passk_difference.png
+    and, with ESamp runs, distiller_dynamics.png into `out`. Returns the paths written."""
     import pandas as pd
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files = [out / "comparison.md", out / "comparison.csv", out / "answers.csv"]
+    files = [out / "comparison.md", out / "comparison.csv", out / "answers.csv", out / "answers_paired.csv"]
     files[0].write_text(comparison_markdown(res))
     pd.DataFrame(res["rows"]).to_csv(files[1], index=False)
     pd.DataFrame([{"run": nm, **d, "run_dir": res["runs"][nm]["dir"]} for nm, d in res["diversity"].items()]).to_csv(
         files[2], index=False)
+    pd.DataFrame(res.get("diversity_rows", [])).to_csv(files[3], index=False)
     if res["curves"]:
         plot_comparison_curves(res, out / "passk_curves.png")
         files.append(out / "passk_curves.png")

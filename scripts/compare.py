@@ -6,8 +6,9 @@
 
 Per arm and k: both Pass@k (unbiased, per problem, mean over problems), the paired mean difference and its
 95% percentile interval from a bootstrap over problems, and the problems solved by the arm only / the
-baseline only / both; per level for MATH-500; distinct final answers per problem. Writes comparison.md
-(also printed), comparison.csv, answers.csv, passk_curves.png, passk_difference.png and, for ESamp runs,
+baseline only / both; per level for MATH-500; distinct (correct) answers per problem, paired - on code the
+programs' normal forms (esamp.metrics.programs). Writes comparison.md (also printed), comparison.csv,
+answers.csv, answers_paired.csv, passk_curves.png, passk_difference.png and, for ESamp runs,
 distiller_dynamics.png into --out (default: the baseline's parent folder / comparison). The logic is in
 `esamp.analysis`.
 """
