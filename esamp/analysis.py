@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from esamp.metrics.passk import pass_at_k
+from esamp.metrics.programs import canonical_program
 from esamp.tasks.data import open_text
 
 
@@ -93,8 +94,6 @@ def sample_answer(r: dict[str, Any]) -> str | None:
     ans = r.get("extracted")
     entry_point = (r.get("problem_meta") or {}).get("entry_point")
     if ans is None and entry_point and r.get("completion"):
-        from esamp.metrics.programs import canonical_program
-
         return canonical_program(r["completion"], entry_point)
     return ans
 
@@ -190,13 +189,13 @@ def answer_diversity(table: dict, ids: Sequence[str]) -> dict[str, float]:
 def paired_diversity(arm: dict, base: dict, ids: Sequence[str], resamples: int, seed: int) -> list[dict[str, Any]]:
     """Distinct answers and distinct correct answers per problem, arm - baseline, paired per problem, with
     the 95% interval from the same bootstrap resamples as the Pass@k rows."""
-    cols = {"distinct_answers": lambda p: _distinct(p), "distinct_correct": lambda p: _distinct(p, True)}
-    a = np.array([[f(arm[i]) for f in cols.values()] for i in ids], dtype=float).reshape(len(ids), len(cols))
-    b = np.array([[f(base[i]) for f in cols.values()] for i in ids], dtype=float).reshape(len(ids), len(cols))
+    measures = {"distinct_answers": False, "distinct_correct": True}  # name -> count correct answers only
+    a, b = (np.array([[_distinct(t[i], only) for only in measures.values()] for i in ids], dtype=float)
+            for t in (arm, base))
     lo, hi = interval(bootstrap_weights(len(ids), resamples, seed) @ (a - b))
     return [{"measure": m, "problems": len(ids), "arm_mean": float(a[:, j].mean()), "baseline_mean": float(b[:, j].mean()),
              "diff": float((a - b)[:, j].mean()), "diff_lo": float(lo[j]), "diff_hi": float(hi[j])}
-            for j, m in enumerate(cols)]
+            for j, m in enumerate(measures)]
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:
