@@ -12,6 +12,8 @@ declare -A ARMS=(
   [esamp_b025]="sampler=esamp sampler.n=16"
   [min_p01]="sampler=min_p sampler.n=16 sampler.min_p=0.1 sampler.temperature=1.0"
   [temperature_t07]="sampler=temperature sampler.n=16 sampler.temperature=0.7"
+  # follow-up control (registered 2026-12-05, see the README): T = 1/(1+beta), ESamp with a Distiller that knows nothing
+  [temperature_t08]="sampler=temperature sampler.n=16 sampler.temperature=0.8"
 )
-ORDER=(temperature_t1 esamp_b025 min_p01 temperature_t07)
+ORDER=(temperature_t1 esamp_b025 min_p01 temperature_t07 temperature_t08)
 run_campaign "$@"
