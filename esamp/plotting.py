@@ -56,14 +56,23 @@ def finish_figure(fig, axes, path=None, **legend_kw):
     return fig
 
 
+def tick_labels(ticks: Sequence[int], most: int = 8) -> list[str]:
+    """The label of each k tick: all of them when there are at most `most`, else only powers of two and the
+    largest k (the others get an empty label, so the tick stays)."""
+    if len(ticks) <= most:
+        return [str(k) for k in ticks]
+    return [str(k) if (k & (k - 1) == 0 or k == ticks[-1]) else "" for k in ticks]
+
+
 def k_axis(ax, ks: Iterable[int], ys: Sequence[float] = (), ylabel: str = "Pass@k") -> None:
     """k on a log2 axis with a tick at each k; y zoomed on the data within [0, 1] (differences between
-    samplers are often a few points) when `ys` are given."""
+    samplers are often a few points) when `ys` are given. With many k (1..16 runs together on a log axis)
+    only the powers of two and the largest k are labelled; every k keeps its tick."""
     ticks = sorted(set(ks))
     ax.set_xscale("log", base=2)
     if ticks:
         ax.set_xticks(ticks)
-        ax.set_xticklabels([str(k) for k in ticks])
+        ax.set_xticklabels(tick_labels(ticks))
         ax.set_xlim(min(ticks) / 1.15, max(ticks) * 1.15)
     ax.minorticks_off()
     ax.set_xlabel("k (samples per problem)")

@@ -191,6 +191,20 @@ def test_dynamics_plot(tmp_path):
     assert res.returncode == 2 and "no run reports" in res.stderr
 
 
+def test_k_axis_labels_thin_out_when_crowded():
+    """k = 1..16 on a log2 axis ran together as "1011121314"; past 8 ticks only powers of two and the largest k
+    are labelled, and every k keeps its tick."""
+    from esamp.plotting import k_axis, pyplot, tick_labels
+    assert tick_labels([1, 2, 4, 8, 16]) == ["1", "2", "4", "8", "16"]
+    assert tick_labels([1, 3, 5, 6, 7, 9, 10, 11, 12]) == ["1", "", "", "", "", "", "", "", "12"]
+    ks = list(range(1, 17))
+    fig, ax = pyplot().subplots()
+    k_axis(ax, ks)
+    assert list(ax.get_xticks()) == ks
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(k) if k in (1, 2, 4, 8, 16) else "" for k in ks]
+    pyplot().close(fig)
+
+
 # ------------------------------------------------------------------------- problem-id lists for experiments
 def test_ids_file_subset(tmp_path):
     rows = [{"unique_id": f"p{i}", "level": i % 3} for i in range(10)]
