@@ -30,3 +30,16 @@ def prompt_generator(seed: int, problem_id: str | None, device, slot: int = 0) -
     state that belongs to no problem (a shared Distiller)."""
     key = problem_key(problem_id) if problem_id is not None else slot
     return torch.Generator(device=device).manual_seed((seed * 1_000_003 + key) % (2**63 - 1))
+
+
+def row_normals(seed: int, problem_ids, sample_indices, steps, dim: int, stream: str = "noise") -> torch.Tensor:
+    """(rows, dim) float32 standard normals; row i is drawn from a generator keyed by (seed, problem_ids[i],
+    sample_indices[i], steps[i], stream), so a row's draw at a step never depends on which rows share its
+    batch, on their order, on compaction or on a resume (ESamp's `error=noise` control)."""
+    out = torch.empty((len(problem_ids), dim), dtype=torch.float32)
+    gen = torch.Generator()
+    for i, (pid, s, t) in enumerate(zip(problem_ids, sample_indices, steps)):
+        key = hashlib.blake2b(f"{seed}|{problem_key(pid)}|{int(s)}|{int(t)}|{stream}".encode(), digest_size=8)
+        gen.manual_seed(int.from_bytes(key.digest(), "little") >> 1)
+        out[i] = torch.randn(dim, generator=gen)
+    return out

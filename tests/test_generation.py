@@ -5,6 +5,7 @@ import torch
 from esamp.generation import generate
 from esamp.models import HiddenTaps, load_model
 from esamp.samplers.esamp import ESampSampler
+from esamp.samplers.fire import FireSampler
 from esamp.samplers.truncation import TruncationSampler
 from esamp.seeding import row_uniforms
 from tests.conftest import tiny_cfg
@@ -170,13 +171,27 @@ def _eos_on_own_tokens(base_cls):
     return EosOnOwnTokens
 
 
-@pytest.mark.parametrize("kind", ["temperature", "esamp"])
+# Every sampler whose semantics make a prompt's samples independent of its batch. Not here: ESamp's
+# `state=shared` (one Distiller trained on the whole batch, by design); contrastive decoding and diverse beam
+# search have their own batch-invariance tests (they need a second model / lock-step waves).
+BATCH_INVARIANT = {
+    "temperature": (TruncationSampler, {}),
+    "esamp": (ESampSampler, {}),
+    "esamp_noise": (ESampSampler, {"error": "noise"}),
+    "esamp_naive": (ESampSampler, {"fusion": "naive"}),
+    "esamp_tllm": (ESampSampler, {"variant": "tllm", "min_p": 0.05}),
+    "fire": (FireSampler, {"first_top_k": 8}),
+}
+
+
+@pytest.mark.parametrize("kind", list(BATCH_INVARIANT))
 def test_continuous_batching_is_batch_invariant_with_eos(peaked_lm, kind):
     """A prompt's samples do not depend on which prompts shared its batch or when it entered a slot, with
     rows finishing at different steps (EOS on) and ESamp's per-prompt Distiller training on whatever rows are
-    still active."""
-    cls = _eos_on_own_tokens(TruncationSampler if kind == "temperature" else ESampSampler)
-    s = cls(n=3, temperature=1.0)
+    still active (the noise control draws from per-row streams)."""
+    base, extra = BATCH_INVARIANT[kind]
+    cls = _eos_on_own_tokens(base)
+    s = cls(n=3, temperature=1.0, **extra)
     prompts = [f"prompt number {i} " * (i + 1) for i in range(5)]
     ids = [f"id{i}" for i in range(5)]
     two = generate(peaked_lm, s, prompts, ids, max_new_tokens=24, batch_prompts=2, seed=3)

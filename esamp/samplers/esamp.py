@@ -30,7 +30,7 @@ import torch
 
 from esamp.samplers.base import BatchInfo, Choice, StepView
 from esamp.samplers.truncation import TruncationSampler, sample
-from esamp.seeding import prompt_generator
+from esamp.seeding import prompt_generator, row_normals
 from esamp.trainer import LOSS_REDUCTIONS, make_trainer
 from esamp.variants import KIND_KEYS, OPTIMISER_KEYS, VARIANT_NAMES, VARIANTS
 
@@ -99,17 +99,20 @@ class ESampSampler(TruncationSampler):
             raise ValueError("sampler.latent_mixing=true is invalid here: it needs no top_k/top_p/min_p, taps=paper, "
                              "fusion=paper, fusion_order=paper and an LM head without bias")
         self._latent_mixing = self._can_mix(info.lm) if self.latent_mixing_cfg == "auto" else bool(self.latent_mixing_cfg)
-        self._noise_gen = torch.Generator(device=info.device).manual_seed(info.seed) if self.error == "noise" else None
+        self._slot_problem: list[str | None] = [None] * info.num_prompts  # the noise control's row keys
 
     def admit(self, slot: int, problem_id: str, prompt_ids: list[int] | None = None) -> None:
         """A prompt enters `slot`: its fresh Distiller is drawn from (seed, problem id), so a prompt's
         Distiller (and thus its samples) does not depend on which prompts share the batch or when it entered."""
+        self._slot_problem[slot] = problem_id
         if self.state == "per_prompt":
             self.trainer.reset_slots([slot], prompt_generator(self._info.seed, problem_id, self._info.device))
 
     def select_rows(self, keep: torch.Tensor) -> None:
-        if self.state == "per_prompt":  # whole slots leave, in order: keep their Distillers
-            self.trainer.select_slots(keep[:: self._info.n] // self._info.n)
+        slots = keep[:: self._info.n] // self._info.n  # whole slots leave, in order
+        self._slot_problem = [self._slot_problem[g] for g in slots.tolist()]
+        if self.state == "per_prompt":  # keep the remaining prompts' Distillers
+            self.trainer.select_slots(slots)
 
     def choose(self, view: StepView) -> Choice:
         if view.prefill:
@@ -119,8 +122,7 @@ class ESampSampler(TruncationSampler):
         lm, dtype = view.lm, view.hidden.dtype
         err = tgt.float() - h_pred  # the latent error: large = novel for this prompt's samples
         if self.error == "noise":
-            noise = torch.randn(err.shape, generator=self._noise_gen, device=err.device)
-            err = noise * (err.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+            err = self._same_norm_noise(err, view)
         if self._latent_mixing:  # lm_head(h + beta * err) == (1 + beta) * lm_head(h) - beta * lm_head(h_pred)
             mixed = (view.hidden.float() + self.beta * err).to(dtype)
             logits = lm.lm_head(mixed).float()
@@ -149,6 +151,19 @@ class ESampSampler(TruncationSampler):
         # Paper: the base filter decides the candidates on the model's logits; fuse on them; sample at T.
         keep = torch.isfinite(self.filtered(logit_ref))
         return Choice(sample(fuse(logit_ref).masked_fill(~keep, float("-inf")) / self.temperature, view.uniform))
+
+    def _same_norm_noise(self, err: torch.Tensor, view: StepView) -> torch.Tensor:
+        """The noise control: each active row's latent error replaced by Gaussian noise of the same norm, drawn
+        from the row's own stream keyed by (seed, problem id, sample index, step), like the sampling uniforms,
+        so the control's samples never depend on batch neighbours, admission order or a resume. Finished rows
+        get zeros (their tokens are never used)."""
+        n = self._info.n
+        rows = view.active.nonzero().squeeze(1).tolist()  # a host read: an ablation, not the paper's path
+        steps = view.row_steps.index_select(0, view.active.nonzero().squeeze(1)).tolist()
+        drawn = row_normals(self._info.seed, [self._slot_problem[r // n] for r in rows], [r % n for r in rows],
+                            steps, err.shape[-1]).to(err.device)
+        noise = torch.zeros_like(err).index_copy_(0, torch.as_tensor(rows, dtype=torch.long, device=err.device), drawn)
+        return noise * (err.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
     def _predict_and_train(self, src: torch.Tensor, tgt: torch.Tensor, view: StepView) -> torch.Tensor:
         """Rows are slot-major (row = slot * n + sample), which is the bank's [slots, rows per slot, H] layout
