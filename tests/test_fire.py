@@ -42,6 +42,7 @@ def test_first_token_follows_the_hot_distribution(sharp_lm):
     # The hand-computed hot distribution, from a plain forward of the model (not through the sampler).
     with torch.no_grad():
         logits = sharp_lm.model(torch.tensor([sharp_lm.encode(prompt)])).logits[0, -1].float()
+    logits[sharp_lm.eos_token_ids] = float("-inf")  # FIRE never starts an answer with EOS
     top = torch.topk(logits, k_first).indices
     hot = torch.zeros_like(logits)
     hot[top] = torch.softmax(logits[top] / t_first, -1)
@@ -132,4 +133,18 @@ def test_config_composes_and_is_recorded():
     assert isinstance(sampler, FireSampler) and sampler.first_top_k is None and sampler.top_p == 0.95
     d = sampler.describe()
     assert d["name"] == "fire" and d["first_temperature"] == 30.0 and d["n"] == 8
-    assert d["order"].startswith("first token: logits / first_temperature -> first_top_k")
+    assert d["order"].startswith("first token: mask EOS -> logits / first_temperature -> first_top_k")
+
+
+def test_first_token_is_never_eos(sharp_lm):
+    """Near-uniform over the whole vocabulary (no top-k): among 3000 first tokens every non-EOS id shows up
+    and EOS never does (before EOS was masked, ~1/k of the rows of a top-k draw with EOS in it came out
+    empty)."""
+    vocab = sharp_lm.model.config.vocab_size
+    fire = FireSampler(n=3000, first_temperature=1e4, first_top_k=None)
+    out = generate(sharp_lm, fire, [PROMPTS[0]], ["q"], max_new_tokens=1, seed=0)
+    first = {r.token_ids[0] for r in out.prompts[0]}
+    assert not first & set(sharp_lm.eos_token_ids)
+    assert len(first) >= 0.9 * (vocab - len(sharp_lm.eos_token_ids)) and vocab < 3000 / 5
+    assert all(r.num_tokens == 1 and r.finish_reason == "length" for r in out.prompts[0])
+    assert fire.describe()["first_token_eos"] == "masked"

@@ -12,7 +12,13 @@ we could not check its exact numbers offline, so the defaults are our reading of
 tokens (at T = 30 two logits 3 apart differ by 10% in probability). Without `first_top_k` a temperature
 that high samples nearly uniformly from the whole vocabulary (mostly garbage): set a top-k with it.
 
-Order at step 0: logits / first_temperature -> first_top_k -> sample. The base sampler's own top-k /
+EOS at step 0 is masked before the top-k: with EOS among the top-k a near-uniform first draw would end ~1/k
+of the samples before they start (an empty completion is no diverse answer); the paper's FIRE samples the
+first token of an answer. So the first token is drawn among the top-k non-EOS tokens. The ESamp paper's grid
+for FIRE's first temperature is {10, 30, 50} (`experiment=` or `sampler.first_temperature=`); our default 30
+is its middle.
+
+Order at step 0: mask EOS -> logits / first_temperature -> first_top_k -> sample. The base sampler's own top-k /
 top-p / min-p do not apply to the first token (FIRE restricts it by its own top-k only); they apply from
 step 1 on, exactly as in `TruncationSampler`. Step 0 is `view.prefill` (the position of the prompt's last
 token), and rows draw with their own uniforms, so FIRE keeps the loop's per-row reproducibility.
@@ -21,6 +27,8 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+import torch
 
 from esamp.samplers.base import Choice, StepView
 from esamp.samplers.truncation import ORDER, TruncationSampler, sample, truncate
@@ -41,17 +49,22 @@ class FireSampler(TruncationSampler):
                              "integer >= 1")
         self.first_temperature, self.first_top_k = float(first_temperature), first_top_k
 
-    def first_logits(self, logits):
-        """The flaming-hot distribution's logits for step 0: logits / first_temperature, then first_top_k."""
-        return truncate(logits.float() / self.first_temperature, top_k=self.first_top_k)
+    def first_logits(self, logits, eos_ids=()):
+        """The flaming-hot distribution's logits for step 0: EOS masked, logits / first_temperature, then
+        first_top_k."""
+        x = logits.float()
+        if len(eos_ids):
+            x = x.index_fill(-1, torch.as_tensor(list(eos_ids), device=x.device), float("-inf"))
+        return truncate(x / self.first_temperature, top_k=self.first_top_k)
 
     def choose(self, view: StepView) -> Choice:
         if view.prefill:
-            return Choice(sample(self.first_logits(view.logits()), view.uniform))
+            return Choice(sample(self.first_logits(view.logits(), view.lm.eos_token_ids), view.uniform))
         return super().choose(view)  # regular execution: exactly the base sampler
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d.update(first_temperature=self.first_temperature, first_top_k=self.first_top_k,
-                 order=f"first token: logits / first_temperature -> first_top_k -> sample; then {ORDER}")
+                 first_token_eos="masked",
+                 order=f"first token: mask EOS -> logits / first_temperature -> first_top_k -> sample; then {ORDER}")
         return d
