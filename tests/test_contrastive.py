@@ -70,20 +70,20 @@ def stub_view(expert, uniforms):
 
 
 def test_plausibility_cut_and_scores_on_hand_values():
-    li = ContrastiveSampler(amateur={"source": "stub"}, alpha=0.1).scores(E, A)
+    li = ContrastiveSampler(amateur={"source": "stub"}, alpha=0.1, formula="li").scores(E, A)
     expected = torch.tensor([[math.log(0.5 / 0.6), math.log(0.3 / 0.1), INF, math.log(0.16 / 0.29)]])
     assert torch.allclose(li, expected, atol=1e-6) and li[0, 2] == INF
     # alpha moves the cut: 0.35 keeps p >= 0.175 (tokens 0, 1); 1 keeps only the expert's argmax
-    assert torch.isfinite(ContrastiveSampler(amateur={"source": "s"}, alpha=0.35).scores(E, A)).tolist() == \
+    assert torch.isfinite(ContrastiveSampler(amateur={"source": "s"}, alpha=0.35, formula="li").scores(E, A)).tolist() == \
         [[True, True, False, False]]
-    assert torch.isfinite(ContrastiveSampler(amateur={"source": "s"}, alpha=1.0).scores(E, A)).tolist() == \
+    assert torch.isfinite(ContrastiveSampler(amateur={"source": "s"}, alpha=1.0, formula="li").scores(E, A)).tolist() == \
         [[True, False, False, False]]
     # alpha small enough keeps everything, and token 2 then wins the contrast
-    assert ContrastiveSampler(amateur={"source": "s"}, alpha=0.01).scores(E, A).argmax().item() == 2
+    assert ContrastiveSampler(amateur={"source": "s"}, alpha=0.01, formula="li").scores(E, A).argmax().item() == 2
     # O'Brien & Lewis on logits, and the amateur's temperature
     ob = ContrastiveSampler(amateur={"source": "s"}, formula="obrien", beta=0.5).scores(E, A)
     assert torch.allclose(ob, torch.where(torch.isfinite(li), 1.5 * E - 0.5 * A, INF), atol=1e-6)
-    hot = ContrastiveSampler(amateur={"source": "s"}, amateur_temperature=2.0).scores(E, A)
+    hot = ContrastiveSampler(amateur={"source": "s"}, amateur_temperature=2.0, formula="li").scores(E, A)
     assert torch.allclose(hot, torch.where(torch.isfinite(li), E.log_softmax(-1) - (A / 2).log_softmax(-1), INF),
                           atol=1e-6)
 
@@ -100,11 +100,11 @@ def test_padded_heads_are_cut_to_the_shared_vocabulary():
 def test_choose_samples_the_score_inside_v_head_only():
     # weights exp(score) on V_head: 0.5/0.6, 3, 0, 0.16/0.29 -> CDF 0.190, 0.874, 0.874, 1
     uniforms = [0.0, 0.1, 0.2, 0.5, 0.87, 0.875, 0.99, 1 - 1e-12]
-    got = Stub(A, alpha=0.1, temperature=1.0).choose(stub_view(E, uniforms)).tokens.tolist()
+    got = Stub(A, alpha=0.1, temperature=1.0, formula="li").choose(stub_view(E, uniforms)).tokens.tolist()
     assert got == [0, 0, 1, 1, 1, 3, 3, 3]
-    assert Stub(A, alpha=0.1, temperature=0.0).choose(stub_view(E, [0.5])).tokens.tolist() == [1]  # greedy CD
+    assert Stub(A, alpha=0.1, temperature=0.0, formula="li").choose(stub_view(E, [0.5])).tokens.tolist() == [1]  # greedy CD
     # the base sampler's temperature and filters act on the score: top_k=1 is greedy again
-    assert Stub(A, alpha=0.1, top_k=1).choose(stub_view(E, uniforms)).tokens.tolist() == [1] * len(uniforms)
+    assert Stub(A, alpha=0.1, top_k=1, formula="li").choose(stub_view(E, uniforms)).tokens.tolist() == [1] * len(uniforms)
     score = ContrastiveSampler(amateur={"source": "s"}).scores(E, A)
     assert torch.equal(Stub(A, temperature=0.5, top_p=0.9).filtered(score), truncate(score / 0.5, top_p=0.9))
 
@@ -139,7 +139,7 @@ def test_amateur_equal_to_expert_samples_v_head_uniformly(sharp_lm):
     """Same weights, formula li: log p_e - log p_a = 0 on V_head, so CD samples V_head uniformly."""
     n, alpha = 2000, 0.1
     prompt = sharp_lm.render([{"role": "user", "content": "Pick a number."}])
-    cd = Recording(sharp_lm, n=n, alpha=alpha)
+    cd = Recording(sharp_lm, n=n, alpha=alpha, formula="li")
     out = generate(sharp_lm, cd, [prompt], ["q"], max_new_tokens=1, seed=5, ignore_eos=True)
     first = torch.tensor([r.token_ids[0] for r in out.prompts[0]])
     with torch.no_grad():  # V_head from a plain forward, not through the sampler
@@ -160,7 +160,7 @@ def test_amateur_equal_to_expert_samples_v_head_uniformly(sharp_lm):
     se = math.sqrt((1 / k) * (1 - 1 / k) / n)
     assert ((freq - 1 / k).abs() <= 4.5 * se).all(), (freq, 1 / k)
     # later steps: every token stays in its V_head, the amateur's decode logits equal the loop's expert ones
-    cd = Recording(sharp_lm, n=6, alpha=alpha)
+    cd = Recording(sharp_lm, n=6, alpha=alpha, formula="li")
     generate(sharp_lm, cd, PROMPTS[:3], IDS[:3], max_new_tokens=10, seed=2, batch_prompts=2, ignore_eos=True)
     assert len(cd.seen) == 3 * 6 * 10
     for _, _, step, expert, amateur, _, token in cd.seen:
@@ -175,7 +175,7 @@ def test_amateur_logits_equal_a_plain_forward(pair):
     for longer prompts, a slot leaving at the end) equals a full forward of the amateur on the row's prompt +
     the tokens generated before that step."""
     expert, amateur = pair
-    cd = Recording(amateur, n=3, alpha=0.1)
+    cd = Recording(amateur, n=3, alpha=0.1, formula="li")  # li: its rows end at steps that make a slot leave
     out = generate(expert, cd, PROMPTS, IDS, max_new_tokens=16, seed=6, batch_prompts=2)
     reasons = {r.finish_reason for rows in out.prompts for r in rows}
     assert "eos" in reasons and out.stats.admissions == 4 and out.stats.compactions >= 1
@@ -262,16 +262,17 @@ def test_vocabulary_mismatch_fails_when_the_batch_begins(tiny_lm):
 def test_config_composes_without_loading_and_errors_name_the_key():
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["sampler=contrastive", "model=qwen2.5-coder-1.5b-pypi"])
-        smoke = compose("config", overrides=["experiment=contrastive_smoke", "sampler.formula=obrien"])
+        smoke = compose("config", overrides=["experiment=contrastive_smoke", "sampler.formula=li"])
         bad = compose("config", overrides=["sampler=contrastive", "sampler.alpha=0"])
     assert cfg.sampler.amateur.name == "qwen2.5-coder-0.5b-instruct" and len(cfg.model.parts) == 22
     sampler = build(cfg, "sampler")  # nothing loads before the batch begins
     assert isinstance(sampler, ContrastiveSampler) and sampler.amateur is None
     d = sampler.describe()
-    assert d["name"] == "contrastive" and d["alpha"] == 0.1 and d["formula"] == "li" and d["n"] == 8
+    assert d["name"] == "contrastive" and d["alpha"] == 0.1 and d["formula"] == "obrien" and d["n"] == 8
     assert d["amateur"] == "qwen2.5-coder-0.5b-instruct" and d["order"].startswith("V_head")
+    assert ContrastiveSampler(amateur={"source": "s"}).formula == "obrien"  # the form published for sampling
     s = build(smoke, "sampler")
-    assert s.formula == "obrien" and s.amateur_cfg["source"] == "tiny_random" and s.amateur_cfg["seed"] == 1
+    assert s.formula == "li" and s.amateur_cfg["source"] == "tiny_random" and s.amateur_cfg["seed"] == 1
     with pytest.raises(ConfigError, match=r"sampler\.alpha=0 is invalid"):
         build(bad, "sampler")
 

@@ -21,6 +21,10 @@ then the base sampler on the score: score / temperature -> top_k -> top_p -> min
 with the row's own uniform (`esamp.samplers.truncation.sample`); temperature 0 is greedy CD (the original
 search: argmax of the score in V_head).
 
+Default formula: `obrien`, the form published for SAMPLING (O'Brien & Lewis, with the plausibility cut);
+Li et al.'s log-probability difference was defined as a search objective (greedy / beam over V_head): sampled,
+it spreads mass evenly over V_head where the two models agree. `formula=li` keeps it selectable.
+
 Expert and amateur must share a tokenizer (same vocabulary, checked when the batch begins); heads padded
 beyond the tokenizer (Qwen pads 151,665 tokens to 151,936) are cut to the smaller head, and a column only
 one head has is never chosen.
@@ -66,7 +70,7 @@ def amateur_config(amateur: Any) -> Any:
 
 
 class ContrastiveSampler(TruncationSampler):
-    def __init__(self, amateur: Any = None, n: int = 8, alpha: float = 0.1, formula: str = "li",
+    def __init__(self, amateur: Any = None, n: int = 8, alpha: float = 0.1, formula: str = "obrien",
                  beta: float = 0.5, amateur_temperature: float = 1.0, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, min_p: float | None = None,
                  name: str | None = None):
