@@ -21,6 +21,9 @@ from esamp.variants import VARIANT_NAMES
 
 KINDS = VARIANT_NAMES
 LN_EPS = 1e-5
+RMS_EPS = 1e-6
+INPUT_NORMS = ("none", "rms")
+OUTPUT_BIASES = ("none", "prompt")
 
 
 class DistillerBank(nn.Module):
@@ -38,6 +41,13 @@ class DistillerBank(nn.Module):
     U(-1/sqrt(fan_in), 1/sqrt(fan_in))), i.e. the whole Distiller is a plain "random init" network as the
     paper says; ``"zero"`` starts each block as the identity (h_pred = h1 before the first update), an
     ablation.
+
+    Two switches for the Distiller-learning study (neither is the paper's; both default off):
+    ``input_norm="rms"`` divides each input row by its root mean square before the blocks (the first layer's
+    state of Qwen2.5 has norm ~5 while the target has ~170: the residual path starts far from its target);
+    ``output_bias="prompt"`` adds a learnable per-slot output bias ``out_bias: [S, 1, H]``, zero at reset and
+    set from the prompt's own prefill states at admission (``set_output_bias``): an EXTENSION, since the paper
+    trains and predicts from decode tokens only.
     """
 
     def __init__(
@@ -49,6 +59,8 @@ class DistillerBank(nn.Module):
         rank: int = 64,
         device=None,
         init_down: str = "linear",
+        input_norm: str = "none",
+        output_bias: str = "none",
     ) -> None:
         super().__init__()
         if kind not in KINDS:
@@ -58,7 +70,11 @@ class DistillerBank(nn.Module):
         if int(num_slots) < 1 or int(hidden) < 1:
             raise ValueError(f"num_slots and hidden must be >= 1 (got {num_slots}, {hidden})")
         self.kind, self.hidden, self.intermediate, self.rank = kind, int(hidden), int(intermediate), int(rank)
-        self.init_down = init_down
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"unknown input_norm {input_norm!r}; allowed: {', '.join(INPUT_NORMS)}")
+        if output_bias not in OUTPUT_BIASES:
+            raise ValueError(f"unknown output_bias {output_bias!r}; allowed: {', '.join(OUTPUT_BIASES)}")
+        self.init_down, self.input_norm, self.output_bias = init_down, input_norm, output_bias
         for name, shape in self._shapes(int(num_slots)).items():
             self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=torch.float32, device=device)))
         self.reset()
@@ -67,9 +83,13 @@ class DistillerBank(nn.Module):
     def _shapes(self, s: int) -> dict[str, tuple[int, ...]]:
         h, i, r = self.hidden, self.intermediate, self.rank
         if self.kind == "paper":
-            return {"w_gu1": (s, h, 2 * i), "w_down1": (s, i, h), "w_gu2": (s, h, 2 * i), "w_down2": (s, i, h)}
-        return {"w_ag": (s, h, 2 * r), "gate_bias": (s, 1, r), "w_b": (s, r, h),
-                "ln_weight": (s, 1, h), "ln_bias": (s, 1, h)}
+            shapes = {"w_gu1": (s, h, 2 * i), "w_down1": (s, i, h), "w_gu2": (s, h, 2 * i), "w_down2": (s, i, h)}
+        else:
+            shapes = {"w_ag": (s, h, 2 * r), "gate_bias": (s, 1, r), "w_b": (s, r, h),
+                      "ln_weight": (s, 1, h), "ln_bias": (s, 1, h)}
+        if self.output_bias == "prompt":
+            shapes["out_bias"] = (s, 1, h)
+        return shapes
 
     @property
     def num_slots(self) -> int:
@@ -95,7 +115,7 @@ class DistillerBank(nn.Module):
                 t.normal_(0.0, 0.02, generator=generator)
             elif name in ("gate_bias", "ln_weight"):
                 t.fill_(1.0)
-            else:  # ln_bias
+            else:  # ln_bias, out_bias (set from the prompt at admission)
                 t.zero_()
             out[name] = t
         return out
@@ -125,6 +145,15 @@ class DistillerBank(nn.Module):
 
     @torch.inference_mode(False)
     @torch.no_grad()
+    def set_output_bias(self, slot: int, bias: Tensor) -> None:
+        """``output_bias="prompt"``: slot's output bias := ``bias`` ([H], e.g. the mean of the prompt's own
+        prefill target states), so its first prediction is already at the prompt's typical final state."""
+        if self.output_bias != "prompt":
+            raise ValueError("set_output_bias needs output_bias='prompt'")
+        self.out_bias[slot, 0].copy_(bias.to(self.out_bias))
+
+    @torch.inference_mode(False)
+    @torch.no_grad()
     def select_slots(self, keep: Tensor) -> None:
         """Keep only slots ``keep`` (in that order): prompts left the batch and nothing took their slots."""
         for p in self.parameters():
@@ -144,15 +173,19 @@ class DistillerBank(nn.Module):
         if x.dim() != 3 or x.shape[0] != self.num_slots or x.shape[2] != self.hidden:
             raise ValueError(f"expected input [S={self.num_slots}, R, H={self.hidden}], got {tuple(x.shape)}")
         x = x.float()
+        if self.input_norm == "rms":
+            x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + RMS_EPS)
         if self.kind == "paper":
             for gu, down in ((self.w_gu1, self.w_down1), (self.w_gu2, self.w_down2)):
                 gate, up = torch.bmm(x, gu).chunk(2, dim=-1)
                 x = x + torch.bmm(F.silu(gate) * up, down)
-            return x
-        a, g = torch.bmm(x, self.w_ag).chunk(2, dim=-1)
-        y = x + torch.bmm(a * F.silu(g + self.gate_bias), self.w_b)
-        # Per-slot affine: normalise without weights, then broadcast the [S, 1, H] weight/bias.
-        return F.layer_norm(y, (self.hidden,), eps=LN_EPS) * self.ln_weight + self.ln_bias
+            y = x
+        else:
+            a, g = torch.bmm(x, self.w_ag).chunk(2, dim=-1)
+            y = x + torch.bmm(a * F.silu(g + self.gate_bias), self.w_b)
+            # Per-slot affine: normalise without weights, then broadcast the [S, 1, H] weight/bias.
+            y = F.layer_norm(y, (self.hidden,), eps=LN_EPS) * self.ln_weight + self.ln_bias
+        return y + self.out_bias if self.output_bias == "prompt" else y
 
     # ---------------------------------------------------------------- introspection
     def param_count(self, per_slot: bool = False) -> int:

@@ -192,6 +192,7 @@ def generate(
         batch.gen_len[rows], batch.why[rows], batch.active[rows], batch.step[rows] = max_new_tokens, 0, True, 0
         view = StepView(step=0, hidden=hidden, uniform=batch.uniforms[rows, 0], rows=batch.row_ids[rows],
                         active=batch.active[rows], lm=lm, prefill=True, slot=g,
+                        prompt_hidden=out.last_hidden_state[0],
                         taps=_prefill_taps(taps, hidden, n))
         record(rows, sampler.choose(view))
         batch.step[rows] = 1

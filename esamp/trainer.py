@@ -28,7 +28,7 @@ OPTIMIZERS = ("adam", "adamw")
 MODES = ("serial", "async")
 CLIP_EPS = 1e-6  # same epsilon as torch.nn.utils.clip_grad_norm_
 
-_BANK_KEYS = ("kind", "intermediate", "rank", "init_down")
+_BANK_KEYS = ("kind", "intermediate", "rank", "init_down", "input_norm", "output_bias")
 _TRAINER_KEYS = ("optimizer", "lr", "eps", "betas", "weight_decay", "grad_clip", "max_steps", "loss_reduction")
 LOSS_REDUCTIONS = ("mean", "sum")
 
@@ -120,16 +120,26 @@ class OnlineTrainer:
         self.train_steps = 0  # host-side count of step() calls
         # rows: loss_sum (sum of active slots' losses), loss_count (#active slots), err_sum (sum of
         # ||tgt - pred|| over active rows), err_count (#active rows), rel_err_sum (sum of
-        # ||tgt - pred|| / ||tgt|| over active rows); one column per decode step of the slot's prompt.
-        self._stats = torch.zeros(5, self._capacity0, dtype=torch.float64, device=self.device)
+        # ||tgt - pred|| / ||tgt|| over active rows), along_sum (sum of <e, tgt> / ||tgt||^2 over active rows,
+        # e = tgt - pred: 1 = the error lies along the target, i.e. the prediction knows nothing of it); one
+        # column per decode step of the slot's prompt.
+        self._stats = torch.zeros(6, self._capacity0, dtype=torch.float64, device=self.device)
+        # written by the update (which may run on a worker thread, so a tensor of its own): grad_norm_sum (the
+        # slots' gradient norms before clipping), eps_share_sum (per slot, the share of Adam's elements whose
+        # sqrt(v_hat) < eps, i.e. whose step is damped by eps rather than normalised by the gradient's scale).
+        self._upd_stats = torch.zeros(2, self._capacity0, dtype=torch.float64, device=self.device)
         self._max_col = torch.tensor(-1, dtype=torch.long, device=self.device)  # last column written
 
     @torch.inference_mode(False)
     def reset(self, num_slots: int | None = None, generator: torch.Generator | None = None,
-              clear_stats: bool = True, generators: list[torch.Generator] | None = None) -> None:
+              clear_stats: bool = True, generators: list[torch.Generator] | None = None,
+              max_steps: int | None = None) -> None:
         """Fresh Distiller weights and zeroed optimiser state for every slot (resizing to ``num_slots``);
-        ``generators``: one per slot (see DistillerBank.reset)."""
+        ``generators``: one per slot (see DistillerBank.reset); ``max_steps``: this run's decode steps (the
+        telemetry buffers' size; a reused trainer is sized per run, not by its first run)."""
         self.synchronize()
+        if max_steps is not None:
+            self._capacity0 = max(1, int(max_steps))
         if num_slots is not None and int(num_slots) != self.num_slots:
             self.bank.resize(int(num_slots))
         self.bank.reset(generator, generators=generators)
@@ -138,10 +148,12 @@ class OnlineTrainer:
             self._clear_stats()
 
     @torch.inference_mode(False)
-    def resize(self, num_slots: int) -> None:
-        """``num_slots`` slots with zeroed optimiser state and statistics; weights are drawn per slot later
-        (``reset_slots``), when a prompt takes the slot."""
+    def resize(self, num_slots: int, max_steps: int | None = None) -> None:
+        """``num_slots`` slots with zeroed optimiser state and statistics (buffers for ``max_steps`` decode
+        steps); weights are drawn per slot later (``reset_slots``), when a prompt takes the slot."""
         self.synchronize()
+        if max_steps is not None:
+            self._capacity0 = max(1, int(max_steps))
         if int(num_slots) != self.num_slots:
             self.bank.resize(int(num_slots))
         self._init_state()
@@ -215,7 +227,8 @@ class OnlineTrainer:
             slot_steps = torch.full((S,), t, dtype=torch.long, device=self.device)
             while t >= self._stats.shape[1]:  # grow the loss buffers (host-side decision, no sync)
                 self._stats = torch.cat([self._stats, torch.zeros_like(self._stats)], dim=1)
-        else:  # the caller's steps are < max_steps, the buffers' size
+                self._upd_stats = torch.cat([self._upd_stats, torch.zeros_like(self._upd_stats)], dim=1)
+        else:  # the caller's steps are < max_steps, the buffers' size (set per run by reset/resize)
             slot_steps = slot_steps.to(self.device).clamp(max=self._stats.shape[1] - 1)
         self._max_col = torch.maximum(self._max_col, slot_steps.max())
 
@@ -233,15 +246,15 @@ class OnlineTrainer:
                     x.record_stream(self._side)
             pred.record_stream(cur)
             with torch.cuda.stream(self._side):
-                self._update(loss, active)
+                self._update(loss, active, slot_steps)
                 self._upd_done.record(self._side)
             self._pending_cuda = True
         else:
             pred, loss, active = self._forward_loss(src, tgt, mask, slot_steps)
             if self.mode == "async":  # CPU async: backward + optimiser on the worker thread
-                self._future = self._worker().submit(self._update, loss, active)
+                self._future = self._worker().submit(self._update, loss, active, slot_steps)
             else:
-                self._update(loss, active)
+                self._update(loss, active, slot_steps)
         self.train_steps += 1
         return pred.detach()
 
@@ -268,13 +281,15 @@ class OnlineTrainer:
         with torch.no_grad():
             active = rows > 0
             err_norm = err.norm(dim=-1)
-            rel = torch.where(act, err_norm / target.norm(dim=-1).clamp_min(1e-12), 0.0)
+            tgt_sq = target.square().sum(-1)
+            rel = torch.where(act, err_norm / tgt_sq.sqrt().clamp_min(1e-12), 0.0)
+            along = torch.where(act, -(err * target).sum(-1) / tgt_sq.clamp_min(1e-24), 0.0)
             per_slot = torch.stack([torch.where(active, slot_loss, 0.0), active.to(torch.float32),
-                                    err_norm.sum(1), rows, rel.sum(1)])  # [5, S]
+                                    err_norm.sum(1), rows, rel.sum(1), along.sum(1)])  # [6, S]
             self._stats.index_add_(1, slot_steps, per_slot.to(self._stats.dtype))
         return pred, loss, active
 
-    def _update(self, loss: Tensor, active: Tensor) -> None:
+    def _update(self, loss: Tensor, active: Tensor, slot_steps: Tensor) -> None:
         """Backward, then per slot: gradient-norm clip and one Adam/AdamW step with the slot's own step count.
 
         One code path for every slot (torch's fused single-pass Adam/AdamW kernel on the slot's views), so a
@@ -291,10 +306,13 @@ class OnlineTrainer:
             slots = range(self.num_slots) if self.device.type == "cuda" else \
                 [s for s, a in enumerate(active.tolist()) if a]
             kernel = torch._fused_adamw_ if self.optimizer == "adamw" else torch._fused_adam_
+            norms = torch.zeros(self.num_slots, dtype=torch.float64, device=self.device)
             for s in slots:
                 g = [gr[s] for gr in grads]
                 if self.grad_clip > 0:
-                    clip_slot_(g, self.grad_clip)
+                    norms[s] = clip_slot_(g, self.grad_clip)
+                else:
+                    norms[s] = torch.stack([torch.linalg.vector_norm(x) for x in g]).square().sum().sqrt()
                 self._slot_steps[s] += 1.0
                 step = self._slot_steps[s].to(torch.float32)
                 params = [p[s] for p in self._params]
@@ -303,6 +321,20 @@ class OnlineTrainer:
                        weight_decay=self.weight_decay, eps=self.eps, amsgrad=False, maximize=False)
             for p in self._params:
                 p.grad = None  # free the grads; nothing reads them after the update
+            self._record_update(norms, active, slot_steps)
+
+    def _record_update(self, norms: Tensor, active: Tensor, slot_steps: Tensor) -> None:
+        """Per active slot: the pre-clip gradient norm and the share of Adam elements damped by eps
+        (sqrt(v_hat) < eps <=> v < eps^2 * (1 - beta2^t)), added at the slot's decode-step column."""
+        bc2 = 1.0 - self.betas[1] ** self._slot_steps  # [S] float64; 0 before a slot's first step
+        damped = torch.zeros(self.num_slots, dtype=torch.float64, device=self.device)
+        total = 0
+        for v in self._exp_avg_sq:
+            thresh = (self.eps ** 2 * bc2).view(-1, *([1] * (v.dim() - 1)))
+            damped += (v < thresh).flatten(1).sum(1)
+            total += v[0].numel()
+        act = active.to(torch.float64)
+        self._upd_stats.index_add_(1, slot_steps, torch.stack([norms * act, damped / total * act]))
 
     # ---------------------------------------------------------------- reporting
     def stats(self) -> dict:
@@ -310,7 +342,8 @@ class OnlineTrainer:
         self.synchronize()
         stats = self._stats.cpu()
         n = int(self._max_col) + 1
-        loss_sum, loss_cnt, err_sum, err_cnt, rel_sum = stats[:, :n].unbind(0)
+        loss_sum, loss_cnt, err_sum, err_cnt, rel_sum, along_sum = stats[:, :n].unbind(0)
+        grad_sum, eps_sum = self._upd_stats.cpu()[:, :n].unbind(0)
         nan = float("nan")
         curve = [ls / lc if lc > 0 else nan for ls, lc in zip(loss_sum.tolist(), loss_cnt.tolist())]
         finite = [c for c in curve if not math.isnan(c)]
@@ -327,6 +360,10 @@ class OnlineTrainer:
             "error_norm_curve": [es / ec if ec > 0 else nan for es, ec in zip(err_sum.tolist(), err_cnt.tolist())],
             "rel_error_norm_curve": [rs / ec if ec > 0 else nan for rs, ec in zip(rel_sum.tolist(), err_cnt.tolist())],
             "mean_rel_error_norm": float(rel_sum.sum()) / err_total if err_total > 0 else nan,
+            "err_along_h_curve": [a / ec if ec > 0 else nan for a, ec in zip(along_sum.tolist(), err_cnt.tolist())],
+            "mean_err_along_h": float(along_sum.sum()) / err_total if err_total > 0 else nan,
+            "grad_norm_curve": [g / lc if lc > 0 else nan for g, lc in zip(grad_sum.tolist(), loss_cnt.tolist())],
+            "eps_damped_curve": [e / lc if lc > 0 else nan for e, lc in zip(eps_sum.tolist(), loss_cnt.tolist())],
             "trained_rows": int(err_total),
             "slot_steps": [int(s) for s in self._slot_steps.tolist()],
             "mode": self.mode,
@@ -334,6 +371,7 @@ class OnlineTrainer:
             "kind": self.bank.kind,
             "num_slots": self.num_slots,
             "lr": self.lr,
+            "eps": self.eps,
             "weight_decay": self.weight_decay,
             "grad_clip": self.grad_clip,
             "loss_reduction": self.loss_reduction,

@@ -24,4 +24,5 @@ VARIANTS: dict[str, dict] = {
 
 # sampler.distiller.* keys that only make sense for one Distiller kind
 KIND_KEYS = {"paper": ("intermediate", "init_down"), "tllm": ("rank",)}
-OPTIMISER_KEYS = ("lr", "eps", "betas", "weight_decay", "grad_clip", "optimizer", "loss_reduction")
+OPTIMISER_KEYS = ("lr", "eps", "betas", "weight_decay", "grad_clip", "optimizer", "loss_reduction", "input_norm",
+                  "output_bias")  # the last two: the Distiller-learning study's switches (see distiller.py)

@@ -324,9 +324,9 @@ def test_async_next_prediction_sees_previous_update():
     asy, frozen = small_trainer(mode="async"), small_trainer(mode="serial")
     real_update = asy._update
 
-    def slow_update(loss, active):  # a late background update: a missing wait would race and show up
+    def slow_update(*args):  # a late background update: a missing wait would race and show up
         time.sleep(0.05)
-        real_update(loss, active)
+        real_update(*args)
 
     asy._update = slow_update
     p_asy = _run(asy, data)
@@ -341,7 +341,7 @@ def test_async_next_prediction_sees_previous_update():
 def test_async_worker_error_surfaces():
     tr = small_trainer(mode="async")
 
-    def boom(loss, active):
+    def boom(*args):
         raise RuntimeError("update failed")
 
     tr._update = boom

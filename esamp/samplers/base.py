@@ -56,6 +56,7 @@ class StepView:
     row_steps: torch.Tensor | None = None  # (B,) step index of each row's token (rows of different prompts
                                            # are at different steps under continuous batching)
     input_ids: torch.Tensor | None = None  # (B,) the token each row fed at this decode step (None at a prefill)
+    prompt_hidden: torch.Tensor | None = None  # at a prefill: (L, H) final normed states of the prompt's positions
 
     def logits(self) -> torch.Tensor:
         """Full-vocabulary logits of the model (float32)."""

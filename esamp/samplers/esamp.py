@@ -93,8 +93,11 @@ class ESampSampler(TruncationSampler):
                                         mode=self.trainer_mode, device=info.device,
                                         max_steps=info.max_new_tokens, **self.distiller_cfg)
         # shared: one Distiller for every row in flight, drawn once per run; per_prompt: drawn per admission
-        self.trainer.reset(num_slots=slots, generators=[prompt_generator(info.seed, None, info.device)]) \
-            if self.state == "shared" else self.trainer.resize(slots)
+        if self.state == "shared":
+            self.trainer.reset(num_slots=slots, generators=[prompt_generator(info.seed, None, info.device)],
+                               max_steps=info.max_new_tokens)
+        else:
+            self.trainer.resize(slots, max_steps=info.max_new_tokens)  # telemetry sized by this run
         if self.latent_mixing_cfg is True and not self._can_mix(info.lm):
             raise ValueError("sampler.latent_mixing=true is invalid here: it needs no top_k/top_p/min_p, taps=paper, "
                              "fusion=paper, fusion_order=paper and an LM head without bias")
@@ -116,6 +119,10 @@ class ESampSampler(TruncationSampler):
 
     def choose(self, view: StepView) -> Choice:
         if view.prefill:
+            if self.distiller_cfg.get("output_bias") == "prompt":  # extension: the bias from the prompt's states
+                self.trainer.synchronize()
+                slot = view.slot if self.state == "per_prompt" else 0
+                self.trainer.bank.set_output_bias(slot, view.prompt_hidden.float().mean(0))
             return super().choose(view)
         src, tgt = view.taps
         h_pred = self._predict_and_train(src, tgt, view)
@@ -180,7 +187,8 @@ class ESampSampler(TruncationSampler):
         stats = self.trainer.stats()
         return {k: stats[k] for k in ("train_steps", "update_steps", "loss_curve", "count_curve", "error_norm_curve",
                                       "rel_error_norm_curve", "mean_error_norm", "mean_rel_error_norm",
-                                      "first_loss", "last_loss", "trained_rows") if k in stats}
+                                      "err_along_h_curve", "mean_err_along_h", "grad_norm_curve",
+                                      "eps_damped_curve", "first_loss", "last_loss", "trained_rows") if k in stats}
 
     def end(self) -> dict[str, Any]:
         out = self.snapshot()
@@ -220,6 +228,9 @@ class ESampSampler(TruncationSampler):
                     for i in range(len(loss))],
                 "error_norm_curve": mean_curve("error_norm_curve"),
                 "rel_error_norm_curve": mean_curve("rel_error_norm_curve"),
+                "err_along_h_curve": mean_curve("err_along_h_curve"),
+                "grad_norm_curve": mean_curve("grad_norm_curve"),
+                "eps_damped_curve": mean_curve("eps_damped_curve"),
                 "mean_rel_error_norm": rel / rows if rows else None,
                 "first_loss": finite[0] if finite else None, "last_loss": finite[-1] if finite else None,
                 "mean_error_norm": err / rows if rows else None, "trained_rows": rows, **self.describe()}
@@ -246,6 +257,9 @@ def _distiller_options(variant: str, distiller: dict | None) -> dict:
         if key not in allowed:
             raise ValueError(f"sampler.distiller.{key} is invalid with sampler.variant={variant}: allowed keys are "
                              f"{', '.join(allowed)}")
+    if opts.get("output_bias") == "prompt" and VARIANTS[variant]["kind"] != "paper":
+        raise ValueError("sampler.distiller.output_bias=prompt is invalid with sampler.variant=tllm: allowed with "
+                         "variant=paper (the bias is the mean of the prompt's final normed states, the paper's target)")
     if opts.get("loss_reduction", "mean") not in LOSS_REDUCTIONS:
         raise ValueError(f"sampler.distiller.loss_reduction={opts['loss_reduction']!r} is invalid: allowed values "
                          f"are {', '.join(LOSS_REDUCTIONS)}")
