@@ -602,3 +602,20 @@ def test_endless_call_times_out():
     t0 = time.monotonic()
     r = check("def add(a, b):\n    while True:\n        pass\n", timeout=1.5)
     assert not r.passed and r.status == "timeout" and time.monotonic() - t0 < 1.5 + 2.0, r
+
+
+@pytest.mark.parametrize("exc", ["StopIteration", "StopAsyncIteration", "GeneratorExit", "SystemExit",
+                                 "KeyboardInterrupt"])
+def test_control_flow_exceptions_are_failures_not_signals(exc):
+    """A candidate that raises StopIteration ends the test's `map` early: rebuilt by name, `all()` of the
+    shortened iterator is True and a wrong solution passes (as it does in the reference harness).  Every
+    control-flow exception must come back as a plain failed call."""
+    test = ("def check(candidate):\n    assert all(map(candidate, [1, 2, 3]))\n"
+            "    assert candidate(0) is False\n")
+    assert run_untrusted("def f(x):\n    return x > 0\n", test=test, entry_point="f").passed
+    r = run_untrusted(f"def f(x):\n    raise {exc}('stop')\n", test=test, entry_point="f")
+    assert not r.passed and r.status == "failed", r
+    assert r.error == f"Exception: {exc}: stop", r.error
+    # a test that expects an error still sees one (an Exception, as the candidate did raise)
+    expects = "def check(candidate):\n    try:\n        candidate(1)\n    except Exception as e:\n        assert 'stop' in str(e)\n    else:\n        assert False\n"
+    assert run_untrusted(f"def f(x):\n    raise {exc}('stop')\n", test=expects, entry_point="f").passed

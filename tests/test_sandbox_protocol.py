@@ -86,8 +86,10 @@ def test_line_reader_caps_message_size():
 def test_exceptions_are_rebuilt_as_builtin_types_only():
     e = protocol.rebuild_exception("ValueError", "bad")
     assert type(e) is ValueError and str(e) == "bad"
-    assert type(protocol.rebuild_exception("SystemExit", "0")) is SystemExit
-    for name in ("Custom", "UnicodeDecodeError", "print", "__import__", "a.b"):
+    assert type(protocol.rebuild_exception("LookupError", "")) is LookupError
+    # control-flow exceptions are failures, never signals to the test's loops or handlers
+    for name in ("Custom", "UnicodeDecodeError", "print", "__import__", "a.b", "StopIteration",
+                 "StopAsyncIteration", "GeneratorExit", "SystemExit", "KeyboardInterrupt"):
         e = protocol.rebuild_exception(name, "msg")
         assert type(e) is Exception and str(e) == f"{name}: msg"
     with pytest.raises(ProtocolError):

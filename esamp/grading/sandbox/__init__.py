@@ -18,7 +18,8 @@ The dataset's prompt (helpers such as ``poly``/``encode_cyclic``) and test run i
 ``check`` receives a proxy: every call sends its arguments down a pipe as literal data
 (protocol.py: JSON with tags for tuples, sets, bytes...) and gets back one literal value -- rebuilt
 from exact builtin types, so no custom ``__eq__`` survives -- or the name of the exception raised
-(re-raised as that builtin type, else as a plain Exception).  Answers are capped at
+(re-raised as that builtin type, else -- and for the control-flow exceptions StopIteration,
+StopAsyncIteration, GeneratorExit, SystemExit, KeyboardInterrupt -- as a plain Exception).  Answers are capped at
 ``max_call_bytes``; a child that dies, hangs up, or sends anything malformed makes the call raise and
 the verdict fail.  The check passes when ``check`` returns normally *in the judge*; the judge then
 writes ``{"event": "verdict", "nonce": ..., "passed": true}`` to the result pipe, which the child

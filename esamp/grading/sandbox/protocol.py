@@ -162,12 +162,21 @@ def describe_exception(exc) -> list:
     return [name if type(name) is str else "?", text]
 
 
+# Exceptions that steer control flow rather than report an error: raised from a call, each would change
+# what the *test* does -- StopIteration silently ends the `map`/generator the test iterates (so
+# `assert all(map(candidate, xs))` passes), the others unwind past `except Exception`.  They come back as
+# plain Exceptions: a failed call, never a signal to the test's control flow.
+CONTROL_FLOW = frozenset({"StopIteration", "StopAsyncIteration", "GeneratorExit", "SystemExit",
+                          "KeyboardInterrupt"})
+
+
 def rebuild_exception(name, text) -> BaseException:
     """The exception the candidate's caller sees: the builtin type of that name when there is one
-    (so a test's ``except ValueError`` still works), else a plain Exception naming it."""
+    (so a test's ``except ValueError`` still works), else -- and for the control-flow exceptions in
+    :data:`CONTROL_FLOW` -- a plain Exception naming it."""
     if type(name) is not str or type(text) is not str:
         raise ProtocolError("malformed exception")
-    cls = getattr(builtins, name, None) if name.isidentifier() else None
+    cls = getattr(builtins, name, None) if name.isidentifier() and name not in CONTROL_FLOW else None
     if isinstance(cls, type) and issubclass(cls, BaseException):
         try:
             return cls(text)
