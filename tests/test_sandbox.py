@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from esamp.grading.sandbox import SandboxResult, isolation_support, run_many, run_untrusted
+from esamp.grading.sandbox import SandboxResult, isolation, isolation_support, run_many, run_untrusted
+from esamp.grading.sandbox.runner import IsolationUnavailable
 
 # A toy HumanEval-style problem; the hostile completions below define a *wrong* solution, so any
 # "pass" would mean the hack worked.
@@ -133,9 +134,14 @@ def test_isolation_is_reported_honestly():
         assert info["network_isolated"] and info["pid_namespace"] and info["mount_namespace"], info
         assert info["uid_dropped"] and info["uid"] >= 1000 and info["nproc_limited"], info
         assert info["fs_readonly"] and info["private_tmp"], info
-    # Opting out is reported, never silent.
-    off = run_untrusted("pass", isolate=False)
-    assert off.passed and off.isolation["network_isolated"] is False and off.network_isolated is False
+    # Opting out is reported, never silent -- and by default nothing runs without the full isolation.
+    off = run_untrusted("print('RAN')", isolate=False)
+    assert off.isolation["network_isolated"] is False and off.network_isolated is False
+    assert not off.passed and off.status == "unisolated" and off.stdout == "", off
+    assert set(off.isolation_missing) == set(isolation.REQUIRED), off
+    if os.geteuid() == 0:  # unisolated as root, the candidate could rewrite the Python every judge runs from
+        with pytest.raises(IsolationUnavailable, match="as root"):
+            run_untrusted("pass", isolate=False, require_isolation=False)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -84,9 +84,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
-from esamp.grading.sandbox.runner import SandboxResult, run_untrusted
+from esamp.grading.sandbox.runner import IsolationUnavailable, SandboxResult, run_untrusted, unisolated_refusal
 
-__all__ = ["SandboxResult", "run_untrusted", "run_many", "isolation_support"]
+__all__ = ["SandboxResult", "IsolationUnavailable", "run_untrusted", "run_many", "isolation_support",
+           "unisolated_refusal"]
 
 
 def _cpu_count() -> int:
@@ -129,9 +130,13 @@ _SUPPORT_LOCK = threading.Lock()
 
 
 def isolation_support() -> dict[str, Any]:
-    """Isolation this machine gives (runs one trivial sandboxed program; cached)."""
+    """Isolation this machine gives: the isolation report of one trivial check (cached), with
+    ``missing``, the measures of ``isolation.REQUIRED`` it lacked (empty: checks run and count here)."""
     global _SUPPORT
     with _SUPPORT_LOCK:
         if _SUPPORT is None:
-            _SUPPORT = dict(run_untrusted("pass", timeout=30).isolation)
+            r = run_untrusted("pass", timeout=30)
+            _SUPPORT = {**r.isolation, "missing": r.isolation_missing}
+            if r.status == "sandbox_error":
+                _SUPPORT["error"] = r.error
         return dict(_SUPPORT)

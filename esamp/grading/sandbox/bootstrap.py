@@ -1,6 +1,10 @@
 """One sandboxed check as a process tree; its top process is also the judge.
 
-Started by runner.py as ``python -I -S <this file>`` (stdlib only, configuration as JSON on stdin)::
+Started by runner.py as ``python -I -S -c <runner.LOADER>``: the loader reads the configuration (JSON on
+stdin) with the source of this module and of ``isolation``/``judge``/``protocol``, which the parent read once
+when it imported the package, and runs them from memory.  So no check ever loads trusted code from the
+package directory, which a candidate running under the user's own uid could rewrite (and the command line
+names no path to attack)::
 
     bootstrap (trusted)   namespaces, read-only mounts; then the judge: runs the test, writes the verdict
       └─ init             PID 1 of the new PID namespace (when there is one); reaps, relays the status
@@ -21,13 +25,10 @@ import time
 
 try:
     from . import isolation, judge
-except ImportError:  # run as a script (the normal case): -I keeps this directory off sys.path
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+except ImportError:  # run by runner.LOADER, which put the trusted modules into sys.modules from memory
     import isolation
     import judge
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CHILD_FILES = ("child.py", "protocol.py")  # what the child runs, copied into its working directory
 EXIT_GRACE = 1.0  # seconds the child gets to exit after the judge hung up
 JUDGE_MIN_AS = 512 << 20  # the judge's own address-space cap (only decoded answers can grow it)
 
@@ -39,23 +40,13 @@ def report(fd, obj):
         pass
 
 
-def read_child_files():
-    """The child's programs, read before the namespaces are entered: the private /tmp mounted there hides
-    this package when it is installed or checked out under /tmp."""
-    out = {}
-    for name in CHILD_FILES:
-        with open(os.path.join(HERE, name), "rb") as src:
-            out[name] = src.read()
-    return out
-
-
-def stage_child_files(cfg, workdir, child_files):
-    """The child's programs, the candidate's source and the child's part of the spec -- never the
-    test, which stays in this process."""
+def stage_child_files(cfg, workdir):
+    """The child's programs (sent by the parent, like ours), the candidate's source and the child's part
+    of the spec -- never the test, which stays in this process."""
     os.mkdir(os.path.join(workdir, ".harness"), 0o755)
-    for name, data in child_files.items():
-        with open(os.path.join(workdir, ".harness", name), "wb") as dst:
-            dst.write(data)
+    for name, text in cfg["child_files"].items():
+        with open(os.path.join(workdir, ".harness", name), "w", encoding="utf-8") as dst:
+            dst.write(text)
     spec = cfg["spec"]
     with open(os.path.join(workdir, "spec.json"), "w") as f:
         json.dump({"mode": spec["mode"], "entry_point": spec["entry_point"], "cap": cfg["max_call_bytes"]}, f)
@@ -74,7 +65,12 @@ def exec_child(cfg, iso, workdir, can_drop, req_r, ans_w, rfd):
         rfd = os.dup2(high[2], 5, inheritable=False)
         os.closerange(6, 65536)
         isolation.confine_process(cfg["limits"], iso, can_drop, workdir)
+        iso["missing"] = isolation.missing(iso)
         report(rfd, {"event": "isolation", "isolation": iso})
+        if (cfg["require_isolation"] and iso["missing"]) or (iso["root"] and not iso["uid_dropped"]):
+            # Fail closed: without the full isolation the candidate may share a uid and a writable filesystem
+            # with the judge; it does not run at all -- and never as root, whatever the caller accepts.
+            os._exit(111)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                "HOME": workdir, "TMPDIR": workdir}
         python = cfg["python"]
@@ -173,8 +169,8 @@ def judge_check(cfg, channel):
         return False, "judge failed: " + judge.describe(e)
 
 
-def main():
-    cfg = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+def main(cfg):
+    """Run one check; ``cfg`` is what the parent sent on our stdin (runner.py: ``_config``)."""
     devnull = os.open("/dev/null", os.O_RDWR)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -183,9 +179,8 @@ def main():
     os.set_inheritable(rfd, False)
     iso = isolation.new_report(os.geteuid() == 0)
     try:
-        child_files = read_child_files()
         workdir, can_drop = isolation.enter_namespaces(cfg, iso)
-        stage_child_files(cfg, workdir, child_files)
+        stage_child_files(cfg, workdir)
         req_r, req_w = os.pipe()
         ans_r, ans_w = os.pipe()
     except Exception as e:  # noqa: BLE001 - report any setup failure to the parent
@@ -222,7 +217,3 @@ def main():
         passed = False  # "ran to the end" includes a clean exit (os._exit(0) midway sends no "done")
     report(rfd, {"event": "verdict", "nonce": cfg["nonce"], "passed": bool(passed), "error": error})
     os._exit(code)
-
-
-if __name__ == "__main__":
-    main()

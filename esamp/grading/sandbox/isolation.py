@@ -138,6 +138,18 @@ def pick_uid():
     return 65534
 
 
+# What a check needs before its candidate may run (and before its verdict may count): a uid of its own
+# (so it can neither signal, trace nor rewrite the judge, and its process budget is its own), its own
+# PID, mount, IPC and network namespaces, a read-only filesystem and private temp directories.
+REQUIRED = ("uid_dropped", "nproc_limited", "pid_namespace", "mount_namespace", "ipc_namespace",
+            "network_isolated", "fs_readonly", "private_tmp")
+
+
+def missing(iso):
+    """The measures of :data:`REQUIRED` that are not in place according to the report ``iso``."""
+    return [key for key in REQUIRED if iso.get(key) is not True]
+
+
 def new_report(root):
     """The ``isolation`` report, every measure off until it is in place (never claimed silently)."""
     return {

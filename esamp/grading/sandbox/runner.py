@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -17,7 +18,42 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap.py")
+from esamp.grading.sandbox import isolation as _isolation
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+TRUSTED_MODULES = ("protocol", "isolation", "judge", "bootstrap")  # the bootstrap's code, in import order
+CHILD_FILES = ("child.py", "protocol.py")  # what the child runs, staged in its working directory
+
+
+def _read_package_files(names: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for name in names:
+        with open(os.path.join(_HERE, name), encoding="utf-8") as f:
+            out[name] = f.read()
+    return out
+
+
+# Read once, when the parent imports this module -- before any candidate has run.  Every check's bootstrap
+# gets its code from here, on its stdin; nothing trusted is loaded from the package directory afterwards,
+# which a candidate running under the user's own uid (no root) could rewrite to forge later verdicts.
+_TRUSTED_SOURCES = _read_package_files(tuple(m + ".py" for m in TRUSTED_MODULES))
+_CHILD_SOURCES = _read_package_files(CHILD_FILES)
+
+# The bootstrap's whole command line (``python -I -S -c LOADER``): it names no file.  It builds the trusted
+# modules from the sources in its configuration and runs ``bootstrap.main``.
+LOADER = """\
+import json, sys, types
+cfg = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+for name in cfg.pop("trusted_modules"):
+    module = sys.modules[name] = types.ModuleType(name)
+    exec(compile(cfg["trusted_sources"][name + ".py"], "<esamp sandbox>/" + name + ".py", "exec"), module.__dict__)
+del cfg["trusted_sources"]
+sys.modules["bootstrap"].main(cfg)
+"""
+
+
+class IsolationUnavailable(RuntimeError):
+    """The sandbox refuses to run a check: the candidate could rewrite the code the judge runs from."""
 
 
 @dataclass
@@ -25,10 +61,12 @@ class SandboxResult:
     """Outcome of one :func:`run_untrusted` call.
 
     ``passed`` is the judge's verdict (it came back through the result pipe, which only trusted
-    processes hold, with this run's nonce); it is the only field to trust for grading.  ``status`` is
-    one of ``passed``, ``failed``, ``timeout``, ``output_limit``, ``sandbox_error``; ``returncode`` is
-    the candidate process's exit status (informational: in test mode it exits 0 when the judge hangs
-    up, whatever the verdict).
+    processes hold, with this run's nonce) -- and, unless the caller passed ``require_isolation=False``,
+    only where the full isolation held; it is the only field to trust for grading.  ``status`` is one of
+    ``passed``, ``failed``, ``timeout``, ``output_limit``, ``sandbox_error``, ``unisolated`` (the
+    isolation could not be set up, so the candidate did not run); ``returncode`` is the candidate
+    process's exit status (informational: in test mode it exits 0 when the judge hangs up, whatever the
+    verdict).  ``isolation_missing`` lists the measures of ``isolation.REQUIRED`` that were not in place.
     """
 
     status: str
@@ -43,6 +81,8 @@ class SandboxResult:
     stdout_bytes: int = 0
     stderr_bytes: int = 0
     isolation: dict[str, Any] = field(default_factory=dict)
+    isolation_missing: list[str] = field(default_factory=list)
+    require_isolation: bool = True
 
     @property
     def network_isolated(self) -> bool:
@@ -96,7 +136,7 @@ def _needed_paths(site: bool) -> list[str]:
 
 def _config(program: str, spec: dict[str, Any], *, timeout: float, memory_mb: int, max_processes: int,
             max_file_mb: int, tmpfs_mb: int, allow_site_packages: bool, isolate: bool,
-            max_call_bytes: int) -> dict[str, Any]:
+            require_isolation: bool, max_call_bytes: int) -> dict[str, Any]:
     """The bootstrap's configuration (sent on its stdin: never in argv, environment or a file)."""
     site = bool(allow_site_packages)
     host_workdir = tempfile.mkdtemp(prefix="esamp-sbx-")
@@ -105,7 +145,8 @@ def _config(program: str, spec: dict[str, Any], *, timeout: float, memory_mb: in
         "host_workdir": host_workdir, "python": os.path.abspath(sys.executable) if site else _base_python(),
         "site": site, "isolate": bool(isolate), "needed_paths": _needed_paths(site), "tmpfs_mb": int(tmpfs_mb),
         "timeout": float(timeout), "spec": spec, "program": program, "nonce": secrets.token_hex(16),
-        "max_call_bytes": int(max_call_bytes),
+        "max_call_bytes": int(max_call_bytes), "require_isolation": bool(require_isolation),
+        "trusted_modules": list(TRUSTED_MODULES), "trusted_sources": _TRUSTED_SOURCES, "child_files": _CHILD_SOURCES,
         "limits": {"cpu": max(1, int(timeout + 0.999)) + 1, "as": int(memory_mb) << 20,
                    "fsize": int(max_file_mb) << 20, "nofile": 256, "nproc": int(max_processes)},
     }
@@ -114,7 +155,7 @@ def _config(program: str, spec: dict[str, Any], *, timeout: float, memory_mb: in
 def _spawn(cfg: dict[str, Any], res_w: int) -> subprocess.Popen:
     try:
         proc = subprocess.Popen(
-            [_base_python(), "-I", "-S", BOOTSTRAP],
+            [_base_python(), "-I", "-S", "-c", LOADER],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=(res_w,), start_new_session=True, cwd="/",
             env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
@@ -172,6 +213,7 @@ def _pump(proc: subprocess.Popen, res_r: int, run: _Run, deadline: float, max_ou
         except subprocess.TimeoutExpired:
             run.timed_out = True
     if run.timed_out or run.output_limit:
+        _kill_tree(proc.pid)
         _kill_group(proc.pid)
     run.returncode = proc.wait()
 
@@ -197,8 +239,12 @@ def _events(raw: bytes, nonce: str) -> tuple[dict[str, Any], dict[str, Any] | No
 
 
 def _classify(run: _Run, verdict: dict[str, Any] | None, sandbox_error: str | None, timeout: float,
-              max_output_bytes: int) -> tuple[str, bool, str | None]:
-    """(status, passed, error)."""
+              max_output_bytes: int, missing: list[str] | None) -> tuple[str, bool, str | None]:
+    """(status, passed, error).  ``missing``: the required isolation measures not in place (None: the
+    caller does not require isolation).  A check without its isolation report misses all of them."""
+    if missing:
+        return "unisolated", False, ("the sandbox could not isolate the candidate (missing: %s), so its "
+                                     "verdict does not count" % ", ".join(missing))
     if sandbox_error is not None:
         return "sandbox_error", False, sandbox_error
     if run.timed_out:
@@ -233,6 +279,7 @@ def run_untrusted(
     capture_bytes: int = 64 << 10,
     allow_site_packages: bool = False,
     isolate: bool = True,
+    require_isolation: bool = True,
     max_call_bytes: int = 4 << 20,
 ) -> SandboxResult:
     """Run untrusted Python source in a fresh sandboxed process and report whether it succeeded.
@@ -242,14 +289,24 @@ def run_untrusted(
     ``prelude`` and ``test`` (trusted) run in the judge, which calls ``check(proxy)``; every call
     of the proxy is answered by the child's ``entry_point`` with literal data of at most
     ``max_call_bytes``.  Success means ``check`` returned normally.  See the package docstring.
+
+    ``require_isolation`` (default): the candidate runs only under the full isolation (root: its own
+    uid and namespaces, ``isolation.REQUIRED``); otherwise it does not run and the status is
+    ``unisolated``.  ``require_isolation=False`` runs it with whatever this machine allows and counts
+    the verdict; it raises :class:`IsolationUnavailable` when the candidate would share our uid while
+    the Python the judge runs from is writable by that uid (:func:`unisolated_refusal`).
     """
     if test is not None and not entry_point:
         raise ValueError("test mode needs entry_point")
+    if not require_isolation:
+        why = unisolated_refusal(isolate)
+        if why is not None:
+            raise IsolationUnavailable(why)
     spec = {"mode": "script" if test is None else "test", "test": test or "", "prelude": prelude or "",
             "entry_point": entry_point or "", "check_name": check_name}
     cfg = _config(program, spec, timeout=timeout, memory_mb=memory_mb, max_processes=max_processes,
                   max_file_mb=max_file_mb, tmpfs_mb=tmpfs_mb, allow_site_packages=allow_site_packages,
-                  isolate=isolate, max_call_bytes=max_call_bytes)
+                  isolate=isolate, require_isolation=require_isolation, max_call_bytes=max_call_bytes)
     run = _Run(out=_Tail(capture_bytes), err=_Tail(capture_bytes))
     res_r, res_w = os.pipe()
     start = time.monotonic()
@@ -264,14 +321,51 @@ def run_untrusted(
         if isolation.get("uid_dropped") and not isolation.get("pid_namespace"):
             _kill_uid(int(isolation.get("uid") or 0))
         _rmtree(cfg["host_workdir"])
-    status, passed, error = _classify(run, verdict, sandbox_error, timeout, max_output_bytes)
+    missing = _isolation.missing(isolation)
+    status, passed, error = _classify(run, verdict, sandbox_error, timeout, max_output_bytes,
+                                      missing if require_isolation else None)
     out, err = run.out, run.err
     return SandboxResult(
         status=status, passed=passed, returncode=run.returncode, stdout=out.text(), stderr=err.text(),
         elapsed=elapsed, timed_out=run.timed_out, error=error,
         output_truncated=out.total > capture_bytes or err.total > capture_bytes or run.output_limit,
-        stdout_bytes=out.total, stderr_bytes=err.total, isolation=isolation,
+        stdout_bytes=out.total, stderr_bytes=err.total, isolation=isolation, isolation_missing=missing,
+        require_isolation=bool(require_isolation),
     )
+
+
+@functools.lru_cache(maxsize=1)
+def _writable_python_path() -> str | None:
+    """The first path of the interpreter or its standard library (files, bytecode caches, extension
+    modules) that this process may write, or None.  Every bootstrap loads these besides the sources it
+    is sent.  Cached: the answer only changes if someone changes the installation's permissions."""
+    import sysconfig
+
+    if os.access(_base_python(), os.W_OK):
+        return _base_python()
+    roots = {sysconfig.get_paths(vars={"installed_base": sys.base_prefix, "base": sys.base_prefix})[key]
+             for key in ("stdlib", "platstdlib")}
+    for root in sorted(roots):
+        for folder, _dirs, files in os.walk(root):
+            for path in [folder] + [os.path.join(folder, f) for f in files]:
+                if os.access(path, os.W_OK):
+                    return path
+    return None
+
+
+def unisolated_refusal(isolate: bool = True) -> str | None:
+    """Why a candidate may not run unisolated here (None: it may).  Not root, the candidate runs under our
+    own uid, so it can write whatever we can; if that includes the interpreter or standard library the
+    next bootstrap starts from, one candidate could rewrite the judge of every later check.  As root it
+    runs under a throw-away uid or not at all -- except with ``isolate=False``, which is refused."""
+    if os.geteuid() == 0:  # the bootstrap never runs a candidate as root (it refuses if the uid drop failed)
+        return None if isolate else ("isolate=False as root would run the candidate as root, which can "
+                                     "rewrite the Python installation every later check's judge runs from")
+    writable = _writable_python_path()
+    if writable is not None:
+        return ("the candidate would run under this user's uid, which can write %s, part of the Python "
+                "every check's judge runs from" % writable)
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -281,6 +375,7 @@ def run_untrusted(
 def _close(proc: subprocess.Popen | None, res_r: int) -> None:
     if proc is not None:
         if proc.poll() is None:
+            _kill_tree(proc.pid)
             _kill_group(proc.pid)
             proc.wait()
         for f in (proc.stdin, proc.stdout, proc.stderr):
@@ -299,6 +394,50 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _live_descendants(root: int) -> list[int]:
+    """Pids below ``root`` in the host's process tree that are not zombies (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    zombies = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        if fields[0] == "Z":
+            zombies.add(int(entry))
+    out, todo = [], list(children.get(root, ()))
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, ())
+    return [p for p in out if p not in zombies]
+
+
+def _kill_tree(root: int, max_seconds: float = 2.0) -> None:
+    """SIGKILL every process below the bootstrap ``root``, before the bootstrap itself is killed.
+
+    Killing the bootstrap's process group misses a descendant that called ``setsid()``; where a PID
+    namespace exists its end kills everything, but without root there is none.  The bootstrap is a child
+    subreaper, so while it lives every orphan of the check is re-parented to it and stays in this tree:
+    kill the tree (repeatedly -- a process not yet killed may fork meanwhile) until nothing in it lives.
+    (A candidate under our own uid could still kill the bootstrap first; see the package docstring.)"""
+    end = time.monotonic() + max_seconds
+    while time.monotonic() < end:
+        pids = _live_descendants(root)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.005)
 
 
 def _kill_uid(uid: int, rounds: int = 20) -> None:
