@@ -6,7 +6,7 @@ Public API: :func:`run_untrusted`, :func:`run_many`, :class:`SandboxResult`, :fu
 Process layout (one check; modules in this package)::
 
     parent (runner.py, any thread)
-      └─ bootstrap + judge   python -I -S bootstrap.py    trusted; root if we are root; own session
+      └─ bootstrap + judge   python -I -S -c LOADER       trusted; root if we are root; own session
            └─ init           PID 1 of a new PID namespace when available; reaps, relays the status
                 └─ child     execve(python -I -S child.py) as a random unprivileged uid, rlimits set:
                              runs the untrusted program and answers the judge's calls
@@ -33,10 +33,27 @@ Script mode (no test) runs a program and reports whether it ran to the end witho
 child's own report plus exit status 0).  There a program decides for itself whether it "succeeds";
 there is nothing to forge.
 
+Fail closed
+-----------
+* **A verdict counts only under the full isolation** (``isolation.REQUIRED``: a throw-away uid, PID,
+  mount, IPC and network namespaces, a read-only filesystem, private temp directories).  Where any of
+  it is missing the bootstrap does not even exec the candidate, and the result is ``unisolated`` (not
+  passed); ``SandboxResult.isolation_missing`` says what was missing.  ``require_isolation=False`` is
+  the explicit opt-in to count verdicts without it (HumanEval: ``task.allow_unisolated=true``, recorded
+  in results.json and per sample).  A candidate never runs as root, whatever the caller accepts.
+* **Trusted code is never loaded from where a candidate can write.**  The parent reads the sources of
+  ``bootstrap``/``isolation``/``judge``/``protocol`` (and the child's two files) once, when it imports
+  this package, and sends them to every bootstrap on its stdin (runner.LOADER); the bootstrap's command
+  line names no file.  Besides those it loads only the interpreter and the standard library, and
+  ``require_isolation=False`` is refused (:class:`IsolationUnavailable`) where the candidate would run
+  under a uid that can write them (:func:`unisolated_refusal`).
+
 Containment, and why each piece
 -------------------------------
 * **Separate process per check, wall-clock timeout.** The parent waits with ``select`` and a deadline;
-  on timeout it SIGKILLs the bootstrap's whole process group.  When the PID namespace exists, init is
+  on timeout it SIGKILLs every process below the bootstrap (found through /proc: the bootstrap is a
+  child subreaper, so orphans that called ``setsid()`` are still below it), then the bootstrap's
+  process group.  When the PID namespace exists, init is
   PID 1 of it, so when init dies (killed, or after the child exits) the kernel SIGKILLs *every*
   process in the namespace -- including children that called ``setsid()`` to leave the process
   group.  init has ``PR_SET_PDEATHSIG=SIGKILL`` and the bootstrap arms ``alarm()`` as a second line of
@@ -70,12 +87,18 @@ Containment, and why each piece
 What is *not* prevented: a candidate that answers the test's inputs correctly by any means (e.g. a
 memorised table) passes -- the judge sees only answers.  The child can read world-readable host files
 (the filesystem is read-only for it, not hidden), CPU time is bounded by the wall timeout but still
-consumed.  Without root (or without namespaces) only rlimits + a temp dir + the scrubbed environment
-apply -- reported in ``SandboxResult.isolation`` -- and the child then shares the parent's uid: the
-judge is not dumpable, but the parent process is, so on a kernel that allows same-uid ptrace
-(``kernel.yama.ptrace_scope=0``) such a child could read the nonce from the parent's memory and
-write a verdict through ``/proc/<parent>/fd``.  The verdict is unforgeable where ``uid_dropped`` is
-true (and ``isolate=False`` as root runs the child as root: containment is off entirely).
+consumed.
+
+Without root (only with ``require_isolation=False``): rlimits, a temp dir and the scrubbed environment
+apply, nothing else, and the child shares the user's uid.  What still holds: no check loads trusted
+code the child could have rewritten (above), control-flow exceptions are plain failures, and on timeout
+or exit every process still below the bootstrap is killed.  What does not: the child can write every
+file the user can (a *later* process importing a rewritten checkout runs the rewrite), signal or kill
+the bootstrap (its orphans then escape), and, on a kernel that allows same-uid ptrace
+(``kernel.yama.ptrace_scope=0``), read the nonce from the parent's memory and write a verdict through
+``/proc/<parent>/fd``.  Unisolated verdicts are for trusted code only.  ``isolate=False`` turns the
+namespaces and the uid change off (then nothing counts unless ``require_isolation=False``, which root
+is refused).
 """
 from __future__ import annotations
 
