@@ -180,8 +180,14 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     store = SampleStore(out / "samples.jsonl")
     store.merge_shards(sampler.n)
     wanted = {p.id for p in problems}
-    records = [r for r in store.load() if r["problem_id"] in wanted]
+    stored = store.load()
+    records = [r for r in stored if r["problem_id"] in wanted]
+    regrade = task.regrade(records)  # on the now idle machine; updates records (dicts shared with `stored`)
+    if regrade is not None and regrade["in_this_session"]:
+        store.rewrite(stored)  # atomic; each regraded record keeps its earlier verdict (README: samples.jsonl)
     summary = summarize(cfg, task, sampler, lm, records, ks, stats, telemetry, time.perf_counter() - t_start)
+    if regrade is not None:
+        summary["timeout_regrade"] = regrade
     summary["resume"] = {"problems_reused": reused, **repaired}
     if parts is not None:
         summary["timing"].update(parts)

@@ -89,6 +89,17 @@ class SampleStore:
             shard.unlink()
         return moved
 
+    def rewrite(self, records: Iterable[dict[str, Any]]) -> None:
+        """Replace the file with `records`, atomically (temp file, fsync, rename): the one exception to
+        appending, for a task's regrade at the end of a run (Task.regrade), which keeps each record's
+        earlier verdict inside it."""
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path)
+
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         """All samples of one problem in one write, flushed to disk before returning."""
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 
 from esamp.grading.sandbox import SandboxResult, run_many, run_untrusted
 
-__all__ = ["extract_code", "check_humaneval", "check_many", "format_result"]
+__all__ = ["extract_code", "check_humaneval", "check_many", "format_result", "regrade_timeouts", "regrade_outcome"]
 
 _PY_LANGS = {"", "python", "py", "python3", "py3", "python2", "pycon", "ipython"}
 
@@ -212,3 +212,22 @@ def check_many(
     results = run_many([kw for _, kw in jobs], timeout=timeout, n_workers=n_workers)
     return [_as_dict(p, code, r) for (p, _), (code, _), r in zip(pairs, jobs, results)]
 
+
+def regrade_timeouts(
+    records: Sequence[dict[str, Any]], problems: dict[str, dict[str, Any]], timeout: float = 5.0,
+    **sandbox_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Check again, one at a time, the samples of a run whose check timed out.
+
+    The limit is wall-clock and includes the interpreter's and the namespaces' start, so a check graded
+    while decoding held every core can time out where a quiet machine would have finished it; and such
+    false timeouts can differ by arm.  Run at the end of a run (the machine idle), with the run's limit.
+    ``records``: samples.jsonl records (``problem_id``, ``completion``) -- the caller picks which;
+    ``problems``: the HumanEval problems by task id.  Returns :func:`check_humaneval`'s dicts, in order."""
+    return check_many([(problems[r["problem_id"]], r["completion"]) for r in records], timeout=timeout,
+                      n_workers=1, **sandbox_kwargs)
+
+
+def regrade_outcome(result: dict[str, Any]) -> str:
+    """``pass``, ``timeout`` (again) or ``fail`` for a :func:`regrade_timeouts` result."""
+    return "pass" if result["passed"] else "timeout" if result["status"] == "timeout" else "fail"

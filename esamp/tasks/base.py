@@ -53,6 +53,12 @@ class Task:
         this to run checks in parallel."""
         return [self.grade(problem, c) for c in completions]
 
+    def regrade(self, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Called once at the end of a run, before Pass@k: grade again what grading during generation may
+        have got wrong (HumanEval: checks that timed out while decoding held the cores), updating the records
+        in place. Returns what was done (written to results.json), or None: nothing to regrade (default)."""
+        return None
+
     def summarize(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """Task-specific metrics over all sample records (e.g. diversity for creative writing).
         Default: none beyond Pass@k, which the pipeline computes for every task with `correct`."""

