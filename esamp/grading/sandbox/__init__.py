@@ -41,10 +41,10 @@ Fail closed
   passed); ``SandboxResult.isolation_missing`` says what was missing.  ``require_isolation=False`` is
   the explicit opt-in to count verdicts without it (HumanEval: ``task.allow_unisolated=true``, recorded
   in results.json and per sample).  A candidate never runs as root, whatever the caller accepts.
-* **Trusted code is never loaded from where a candidate can write.**  The parent reads the sources of
-  ``bootstrap``/``isolation``/``judge``/``protocol`` (and the child's two files) once, when it imports
-  this package, and sends them to every bootstrap on its stdin (runner.LOADER); the bootstrap's command
-  line names no file.  Besides those it loads only the interpreter and the standard library, and
+* **Trusted code is never loaded from where a candidate can write.**  The parent reads and compiles
+  ``bootstrap``/``isolation``/``judge``/``protocol`` (and reads the child's two files) once, when it
+  imports this package, and sends the code to every bootstrap on its stdin (runner.LOADER); the
+  bootstrap's command line names no file.  Besides those it loads only the interpreter and the standard library, and
   ``require_isolation=False`` is refused (:class:`IsolationUnavailable`) where the candidate would run
   under a uid that can write them (:func:`unisolated_refusal`).
 

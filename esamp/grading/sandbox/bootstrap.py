@@ -1,8 +1,8 @@
 """One sandboxed check as a process tree; its top process is also the judge.
 
 Started by runner.py as ``python -I -S -c <runner.LOADER>``: the loader reads the configuration (JSON on
-stdin) with the source of this module and of ``isolation``/``judge``/``protocol``, which the parent read once
-when it imported the package, and runs them from memory.  So no check ever loads trusted code from the
+stdin) with the code of this module and of ``isolation``/``judge``/``protocol``, which the parent read and
+compiled once when it imported the package, and runs them from memory.  So no check ever loads trusted code from the
 package directory, which a candidate running under the user's own uid could rewrite (and the command line
 names no path to attack)::
 

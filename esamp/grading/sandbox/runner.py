@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import marshal
 import os
 import secrets
 import selectors
@@ -36,18 +37,21 @@ def _read_package_files(names: tuple[str, ...]) -> dict[str, str]:
 # Read once, when the parent imports this module -- before any candidate has run.  Every check's bootstrap
 # gets its code from here, on its stdin; nothing trusted is loaded from the package directory afterwards,
 # which a candidate running under the user's own uid (no root) could rewrite to forge later verdicts.
-_TRUSTED_SOURCES = _read_package_files(tuple(m + ".py" for m in TRUSTED_MODULES))
 _CHILD_SOURCES = _read_package_files(CHILD_FILES)
+# Compiled here once (marshalled, hex): the bootstrap runs the same interpreter build (_base_python), and
+# compiling ~1000 lines in every check would cost it several milliseconds.
+_TRUSTED_CODE = {name: marshal.dumps(compile(src, "<esamp sandbox>/" + name, "exec")).hex()
+                 for name, src in _read_package_files(tuple(m + ".py" for m in TRUSTED_MODULES)).items()}
 
 # The bootstrap's whole command line (``python -I -S -c LOADER``): it names no file.  It builds the trusted
-# modules from the sources in its configuration and runs ``bootstrap.main``.
+# modules from the code in its configuration and runs ``bootstrap.main``.
 LOADER = """\
-import json, sys, types
+import json, marshal, sys, types
 cfg = json.loads(sys.stdin.buffer.read().decode("utf-8"))
 for name in cfg.pop("trusted_modules"):
     module = sys.modules[name] = types.ModuleType(name)
-    exec(compile(cfg["trusted_sources"][name + ".py"], "<esamp sandbox>/" + name + ".py", "exec"), module.__dict__)
-del cfg["trusted_sources"]
+    exec(marshal.loads(bytes.fromhex(cfg["trusted_code"][name + ".py"])), module.__dict__)
+del cfg["trusted_code"]
 sys.modules["bootstrap"].main(cfg)
 """
 
@@ -146,7 +150,7 @@ def _config(program: str, spec: dict[str, Any], *, timeout: float, memory_mb: in
         "site": site, "isolate": bool(isolate), "needed_paths": _needed_paths(site), "tmpfs_mb": int(tmpfs_mb),
         "timeout": float(timeout), "spec": spec, "program": program, "nonce": secrets.token_hex(16),
         "max_call_bytes": int(max_call_bytes), "require_isolation": bool(require_isolation),
-        "trusted_modules": list(TRUSTED_MODULES), "trusted_sources": _TRUSTED_SOURCES, "child_files": _CHILD_SOURCES,
+        "trusted_modules": list(TRUSTED_MODULES), "trusted_code": _TRUSTED_CODE, "child_files": _CHILD_SOURCES,
         "limits": {"cpu": max(1, int(timeout + 0.999)) + 1, "as": int(memory_mb) << 20,
                    "fsize": int(max_file_mb) << 20, "nofile": 256, "nproc": int(max_processes)},
     }
