@@ -144,6 +144,19 @@ def test_isolation_is_reported_honestly():
             run_untrusted("pass", isolate=False, require_isolation=False)
 
 
+def test_a_passing_verdict_without_the_required_isolation_does_not_count():
+    """Behind the bootstrap's refusal to run such a candidate, the parent discards the verdict too."""
+    from esamp.grading.sandbox.runner import _classify, _Run, _Tail
+
+    run = _Run(out=_Tail(10), err=_Tail(10), returncode=0)
+    verdict = {"event": "verdict", "passed": True, "error": None}
+    assert _classify(run, verdict, None, 5.0, 100, []) == ("passed", True, None)
+    assert _classify(run, verdict, None, 5.0, 100, None) == ("passed", True, None)  # not required
+    status, passed, error = _classify(run, verdict, None, 5.0, 100, ["uid_dropped", "pid_namespace"])
+    assert (status, passed) == ("unisolated", False) and "uid_dropped, pid_namespace" in error
+    assert isolation.missing({}) == list(isolation.REQUIRED)  # no report at all: nothing held
+
+
 # --------------------------------------------------------------------------------------------------
 # resource abuse
 # --------------------------------------------------------------------------------------------------
