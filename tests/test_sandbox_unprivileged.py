@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import esamp
-from esamp.grading.sandbox import isolation
+from esamp.grading.sandbox import isolation, unisolated_refusal
 from esamp.grading.sandbox.runner import _base_python
 
 NOBODY = 65534
@@ -85,6 +85,9 @@ def run_unprivileged(driver_source: str, timeout: float = 180) -> dict:
                 pytest.skip(f"cannot drop to an unprivileged user here: {works.stderr.strip()[-500:]}")
             cmd = _as_nobody_script(driver, stage)
         else:
+            refusal = unisolated_refusal()
+            if refusal is not None:  # then every unisolated check is refused here, as it must be
+                pytest.skip(f"unisolated checks are refused for this user: {refusal}")
             cmd = [_base_python(), "-I", "-S", str(driver)]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd="/")
         assert out.returncode == 0, out.stderr[-3000:]
