@@ -93,11 +93,15 @@ class HumanEvalTask(Task):
         graded during the run under `timeout_regrade.during_run`.  A record regraded once (an earlier part
         of a resumed run) is not regraded again.  Returns the counts over every regraded record, for
         results.json (`in_this_session`: how many were regraded now, i.e. whether the records changed)."""
+        import logging
         import time
 
         from esamp.grading.code import regrade_outcome, regrade_timeouts
 
         todo = [r for r in records if r.get("failure") == "timeout" and "timeout_regrade" not in r]
+        if todo:  # up to task.timeout seconds each: say why the end of the run takes a while
+            logging.getLogger("esamp").info("regrading %d samples that timed out, one at a time (%gs each at most)",
+                                            len(todo), self.timeout)
         t0 = time.perf_counter()
         results = regrade_timeouts(todo, self._problems, timeout=self.timeout,
                                    require_isolation=not self.allow_unisolated)
