@@ -35,6 +35,7 @@ from esamp.kvcache import RowCache
 from esamp.models import HiddenTaps, LoadedModel
 from esamp.runtime import tune_cpu_allocator
 from esamp.samplers.base import BatchInfo, Sampler, StepView
+from esamp.samplers.truncation import NoProbabilityMass
 from esamp.seeding import row_uniforms
 
 
@@ -194,7 +195,7 @@ def generate(
                         active=batch.active[rows], lm=lm, prefill=True, slot=g,
                         prompt_hidden=out.last_hidden_state[0],
                         taps=_prefill_taps(taps, hidden, n))
-        record(rows, sampler.choose(view))
+        record(rows, _choose(sampler, view, batch, problem_ids, rows.start))
         batch.step[rows] = 1
         stats.admissions += 1
         stats.prefill_seconds += time.perf_counter() - tp
@@ -293,7 +294,7 @@ def generate(
             view = StepView(step=batch.slot_step[0], hidden=hidden, uniform=uniform, rows=batch.row_ids,
                             active=batch.active, lm=lm, taps=taps.read(hidden) if taps is not None else None,
                             row_steps=batch.step, input_ids=batch.last)
-            record(slice(None), sampler.choose(view))
+            record(slice(None), _choose(sampler, view, batch, problem_ids))
             batch.step += 1
             batch.slot_step = [s + 1 for s in batch.slot_step]
             stats.steps += 1
@@ -323,6 +324,22 @@ def _rows_to_forward(active: torch.Tensor, sampler: Sampler) -> torch.Tensor | N
     if count == 0 or count >= FORWARD_ACTIVE_BELOW * active.numel():
         return None
     return active.nonzero().squeeze(1)
+
+
+def _choose(sampler: Sampler, view: StepView, batch: _Batch, problem_ids, first_row: int = 0):
+    """sampler.choose, with a sampling failure turned into an error that names the step, the problem and
+    sample of each bad row and the sampler's settings (never a silently garbage token)."""
+    try:
+        return sampler.choose(view)
+    except NoProbabilityMass as err:
+        where = []
+        for r in err.rows[:8]:
+            row = first_row + r
+            p = batch.slot_prompt[row // batch.n]
+            where.append(f"problem {problem_ids[p]!r} sample {row % batch.n} step {int(batch.step[row])}")
+        raise RuntimeError(f"sampler {sampler.name} produced logits with no finite probability mass (NaN, +inf or "
+                           f"all -inf; e.g. a diverged Distiller through the fusion) at {'; '.join(where)}"
+                           f"{' ...' if len(err.rows) > 8 else ''}; settings: {sampler.describe()}") from err
 
 
 def _prefill_taps(taps, hidden, n):

@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from esamp.samplers.truncation import TruncationSampler, check_params, sample, truncate
+from esamp.generation import generate
+from esamp.samplers.base import Choice
+from esamp.samplers.truncation import NoProbabilityMass, TruncationSampler, check_params, sample, truncate
 
 NEG = float("-inf")
 
@@ -119,3 +121,26 @@ def test_filtered_tokens_never_drawn_over_many_uniforms():
     u = torch.linspace(0, 1 - 1e-12, 5001, dtype=torch.float64)
     picks = sample(kept.expand(5001, -1), u)
     assert torch.isfinite(kept[0, picks]).all()
+
+
+def test_sample_refuses_rows_without_probability_mass():
+    """NaN, +inf or all -inf logits have no distribution to sample: before, a token came back anyway."""
+    good = torch.tensor([0.0, 1.0, 2.0])
+    for bad in ([float("nan"), 0.0, 1.0], [float("-inf")] * 3, [0.0, float("inf"), 1.0]):
+        with pytest.raises(NoProbabilityMass) as err:
+            sample(torch.stack([good, torch.tensor(bad)]), torch.tensor([0.3, 0.3], dtype=torch.float64))
+        assert err.value.rows == [1]
+    assert sample(good[None], torch.tensor([0.99], dtype=torch.float64)).item() == 2
+
+
+def test_the_loop_names_the_step_problem_and_sample_of_a_nan_row(tiny_lm):
+    class DivergesAtStep3(TruncationSampler):
+        def choose(self, view):
+            if not view.prefill and int(view.row_steps[1]) == 3:
+                logits = view.logits()
+                logits[1] = float("nan")
+                return Choice(sample(logits, view.uniform))
+            return super().choose(view)
+
+    with pytest.raises(RuntimeError, match=r"problem 'q7' sample 1 step 3; settings: \{'name': 'temperature'"):
+        generate(tiny_lm, DivergesAtStep3(n=2), ["a prompt"], ["q7"], max_new_tokens=8, ignore_eos=True)

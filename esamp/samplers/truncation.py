@@ -56,6 +56,15 @@ def truncate(scaled: torch.Tensor, top_k: int | None = None, top_p: float | None
 SAMPLE_BLOCK = 2048  # vocabulary block of the two-level inverse CDF
 
 
+class NoProbabilityMass(ValueError):
+    """Logits with no finite probability mass (NaN, +inf or every token -inf): no token can be sampled.
+    `rows` are the offending row indices of the call; the decoding loop names their problem, sample and step."""
+
+    def __init__(self, rows: list[int]):
+        super().__init__(f"rows {rows} have no finite probability mass (NaN, +inf or all -inf logits)")
+        self.rows = rows
+
+
 def sample(logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     """Inverse-CDF sampling from softmax(logits) with one given uniform per row.
 
@@ -78,6 +87,13 @@ def sample(logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     if full < vocab:
         block_sum = torch.cat([block_sum, w[:, full:].sum(-1, keepdim=True, dtype=torch.float64)], dim=1)
     block_cum = block_sum.cumsum(-1)
+    total = block_cum[:, -1]
+    ok = torch.isfinite(total) & (total > 0)  # NaN anywhere in a row, or no token left, poisons its total
+    if x.device.type == "cpu":
+        if not bool(ok.all()):
+            raise NoProbabilityMass((~ok).nonzero().squeeze(1).tolist())
+    else:  # no host sync per step on a GPU: a device-side assert stops the run instead
+        torch._assert_async(ok.all(), "sample(): logits with no finite probability mass (NaN or all -inf)")
     target = uniform.to(torch.float64).view(-1, 1) * block_cum[:, -1:]
     last_block = block_sum.shape[1] - 1 - (block_sum > 0).flip(-1).to(torch.uint8).argmax(-1, keepdim=True)
     b = torch.minimum(torch.searchsorted(block_cum, target, right=True), last_block)  # a block of weight > 0
