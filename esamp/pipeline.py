@@ -12,10 +12,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from esamp.generation import GenerationStats, RowResult, generate
+from esamp.engines import EngineError, make_engine
+from esamp.generation import GenerationStats, RowResult
 from esamp.loggers import NullLogger
 from esamp.metrics.passk import default_ks, mean_accuracy, passk_curve
-from esamp.models import load_model
 from esamp.report import failure_counts, format_summary
 from esamp.results import ResumeMismatch, SampleStore, TelemetryLog, check_lock, environment, write_json
 from esamp.sharding import Shards
@@ -77,6 +77,11 @@ def make_records(problem: Problem, prompt_text: str, rows: list[RowResult], grad
     return records
 
 
+def engine_name(cfg: DictConfig) -> str:
+    engine = cfg.get("engine")
+    return engine.get("name", "hf") if engine is not None else "hf"
+
+
 def prepare_store(cfg: DictConfig, out: Path, n: int, problems: list[Problem], shards: Shards):
     """Resume bookkeeping (main process): lock the generation settings, repair a torn samples.jsonl, fold
     in shards a killed sharded run left behind. Returns (store, pending problems, reused count, repairs)."""
@@ -91,7 +96,9 @@ def prepare_store(cfg: DictConfig, out: Path, n: int, problems: list[Problem], s
                              "task": {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items()
                                       if k not in ("limit", "subset", "allow_unisolated")},
                              "seed": cfg.seed,
-                             "ignore_eos": cfg.generation.ignore_eos})
+                             "ignore_eos": cfg.generation.ignore_eos,
+                             # samples of two engines never share a folder (hf runs keep their old lock)
+                             **({"engine": engine_name(cfg)} if engine_name(cfg) != "hf" else {})})
             repaired = store.repair(n)
             store.merge_shards(n)
         except ResumeMismatch as err:
@@ -115,6 +122,12 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     task = build(cfg, "task")
     ks = validate(cfg, sampler, task)
     shards = Shards(cfg)
+    try:  # before any data or model loads: a sampler the engine cannot run, or vLLM missing, is one line
+        engine = make_engine(cfg.get("engine"), sampler, rows=cfg.generation.batch_prompts * sampler.n)
+    except EngineError as err:
+        raise ConfigError(str(err)) from err
+    if engine.name != "hf" and shards.num_processes > 1:
+        raise ConfigError(f"engine={engine.name} runs in one process (use vLLM's own parallelism), not sharded")
     out = shards.folder(Path(out_dir or cfg.get("output_dir") or "."))
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -126,7 +139,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     store, todo, reused, repaired = prepare_store(cfg, out, sampler.n, problems, shards)
     todo, store = shards.split(todo, store)
 
-    lm = load_model(shards.model_cfg(cfg))
+    lm = engine.load(shards.model_cfg(cfg))
     task.prepare(lm)
     logger = build(cfg, "logger") if shards.is_main else NullLogger()
     logger.start(OmegaConf.to_container(cfg, resolve=True), out)
@@ -153,7 +166,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
 
     try:
         # One call: `batch_prompts` prompts in flight, a finished prompt's slot takes the next one at once.
-        result = generate(lm, sampler, texts, [p.id for p in todo], max_new_tokens=task.max_new_tokens,
+        result = engine.generate(lm, sampler, texts, [p.id for p in todo], max_new_tokens=task.max_new_tokens,
                           seed=cfg.seed, batch_prompts=cfg.generation.batch_prompts,
                           stop_strings=tuple(task.stop_strings), ignore_eos=cfg.generation.ignore_eos,
                           on_prompt_done=lambda i, rows: graded.append(submit_grading(i, rows)),
@@ -188,6 +201,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     summary = summarize(cfg, task, sampler, lm, records, ks, stats, telemetry, time.perf_counter() - t_start)
     if regrade is not None:
         summary["timeout_regrade"] = regrade
+    summary["engine"] = engine.describe()
     summary["resume"] = {"problems_reused": reused, **repaired}
     if parts is not None:
         summary["timing"].update(parts)

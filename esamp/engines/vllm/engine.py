@@ -54,8 +54,8 @@ class VllmEngine:
     name = "vllm"
 
     def __init__(self, cfg, sampler, *, rows: int):
+        check_sampler(sampler)  # first: a sampler vLLM cannot run is the answer even where vLLM is missing
         self.version = vllm_version()
-        check_sampler(sampler)
         self.cfg, self.rows = cfg, int(rows)
         self.llm = None
 

@@ -1,0 +1,64 @@
+"""The engine seam (esamp.engines): the default hf engine is recorded; engine=vllm fails with one line where
+it cannot run (a sampler it does not support, vLLM missing) before any model loads; and the two engines'
+samples never share a run folder."""
+import importlib.util
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from esamp.pipeline import ConfigError, prepare_store, run
+from esamp.results import ResumeMismatch
+from esamp.sharding import Shards
+from esamp.tasks.base import Problem
+from tests.conftest import run_py
+from tests.test_run import TINY, UNLOADABLE, compose_cfg
+
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
+
+
+def test_hf_engine_is_the_default_and_is_recorded(tmp_path):
+    cfg = compose_cfg([*TINY, "sampler=temperature", "sampler.n=2", "task.limit=1"])
+    assert cfg.engine.name == "hf"
+    run(cfg, out_dir=tmp_path)
+    engine = json.loads((tmp_path / "results.json").read_text())["engine"]
+    assert engine["name"] == "hf" and engine["package"] == "transformers" and engine["version"]
+    assert "engine" not in json.loads((tmp_path / "run.lock.json").read_text())  # old hf folders still resume
+
+
+@pytest.mark.parametrize("sampler", ["contrastive", "diverse_beam", "fire"])
+def test_vllm_rejects_samplers_it_cannot_run(sampler, tmp_path):
+    cfg = compose_cfg([*UNLOADABLE, "engine=vllm", f"sampler={sampler}", "task.limit=1"])
+    with pytest.raises(ConfigError, match=f"sampler={sampler} cannot run on engine=vllm") as err:
+        run(cfg, out_dir=tmp_path)
+    assert "\n" not in str(err.value) and not (tmp_path / "samples.jsonl").exists()
+
+
+def test_vllm_rejects_greedy_esamp(tmp_path):
+    cfg = compose_cfg([*UNLOADABLE, "engine=vllm", "sampler=esamp", "sampler.temperature=0"])
+    with pytest.raises(ConfigError, match="temperature=0 cannot run on engine=vllm"):
+        run(cfg, out_dir=tmp_path)
+
+
+@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
+def test_missing_vllm_is_one_line_from_run_py(tmp_path):
+    res = run_py([*UNLOADABLE, "engine=vllm", "sampler=temperature", f"hydra.run.dir={tmp_path}"], timeout=120)
+    assert res.returncode == 2
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "make install-vllm" in errors[0], res.stderr[-2000:]
+
+
+def test_engines_never_share_a_run_folder(tmp_path):
+    problems = [Problem(id="a", prompt="x", gold=None)]
+    hf = compose_cfg([*TINY, "sampler=temperature", "sampler.n=2"])
+    prepare_store(hf, tmp_path, 2, problems, Shards(hf))
+    vllm = compose_cfg([*TINY, "sampler=temperature", "sampler.n=2", "engine=vllm"])
+    with pytest.raises(ResumeMismatch, match="engine"):
+        prepare_store(vllm, tmp_path, 2, problems, Shards(vllm))
+
+
+def test_unknown_engine_lists_choices():
+    from esamp.engines import EngineError, make_engine
+
+    with pytest.raises(EngineError, match="allowed values are hf, vllm"):
+        make_engine(OmegaConf.create({"name": "tgi"}), None, rows=1)
