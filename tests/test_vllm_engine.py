@@ -68,3 +68,126 @@ def test_esamp_beta_zero_equals_plain_sampling(vllm_engine, filters):
     assert out.telemetry["train_steps"] > 0  # the hook ran (and trained) on these rows
     moved, _ = run(vllm_engine, esamp(2.0, **filters))
     assert moved != plain  # and a large beta does change the samples
+
+
+# ------------------------------------------------------------------------------------------ captured steps
+class Recorder:
+    """An ESampHook that records, per decode step: the taps, the Distiller before its update, the request's
+    tokens, the logits vLLM handed the sampler and the fused logits the draw used; and per problem id, its
+    slot's Distiller weights after every update (its trajectory)."""
+
+    @staticmethod
+    def make(base):
+        import copy
+
+        class Hook(base):
+            steps: list = []
+            trajectory: dict = {}
+
+            def admit(self, slot, problem_id):
+                super().admit(slot, problem_id)
+                self.slot_pid = {**getattr(self, "slot_pid", {}), slot: problem_id}
+
+            def _predict_and_train(self, src, tgt, slots, steps):
+                before = copy.deepcopy(self.trainer.bank)
+                pred = super()._predict_and_train(src, tgt, slots, steps)
+                batch = self.runner.input_batch
+                rows = [i for i, rid in enumerate(batch.req_ids[: batch.num_reqs])
+                        if len(self.runner.requests[rid].output_token_ids) >= 1]
+                tokens = [list(self.runner.requests[batch.req_ids[i]].prompt_token_ids)
+                          + list(self.runner.requests[batch.req_ids[i]].output_token_ids) for i in rows]
+                self._cap = dict(src=src.clone(), tgt=tgt.clone(), slots=list(slots), bank=before, tokens=tokens)
+                for s in sorted(set(slots)):
+                    flat = torch.cat([p.detach()[s].flatten() for p in self.trainer.bank.parameters()]).clone()
+                    Hook.trajectory.setdefault(self.slot_pid[s], []).append(flat)
+                return pred
+
+            def _topk_forward(self, logits, generators, k, p):
+                if self._ctx is None:
+                    return super()._topk_forward(logits, generators, k, p)
+                seen, orig = {}, self._orig["topk"]
+
+                def spy(fused, g, kk, pp):
+                    seen["fused"] = fused.clone()
+                    return orig(fused, g, kk, pp)
+
+                scaled_in = logits.clone()
+                self._orig["topk"] = spy
+                try:
+                    out = super()._topk_forward(logits, generators, k, p)
+                finally:
+                    self._orig["topk"] = orig
+                Hook.steps.append(dict(self._cap, rows=self._ctx.rows.clone(), scaled_in=scaled_in,
+                                       fused=seen["fused"], T=self._ctx.temperature.clone()))
+                return out
+
+        return Hook
+
+
+@pytest.fixture
+def recorder(monkeypatch):
+    from esamp.engines.vllm import esamp_hook
+
+    hook = Recorder.make(esamp_hook.ESampHook)
+    hook.steps, hook.trajectory = [], {}
+    monkeypatch.setattr(esamp_hook, "ESampHook", hook)
+    return hook
+
+
+def test_fused_logits_follow_the_formula_on_surviving_candidates(vllm_engine, recorder):
+    """From the captured taps alone: ref = W_head hL, h_pred = D(h1) with the pre-update Distiller, and the
+    draw's logits are ((1 + beta) ref - beta W_head h_pred) / T on the top-k survivors of ref / T, -inf
+    elsewhere. The taps themselves are checked against a Hugging Face forward of the same tokens."""
+    from transformers import AutoModelForCausalLM
+
+    engine, lm = vllm_engine
+    beta, T, k = 0.6, 0.8, 20
+    run(vllm_engine, esamp(beta, temperature=T, top_k=k), prompts=PROMPTS[:2], ids=IDS[:2])
+    assert len(recorder.steps) == MAX_NEW - 1  # one update per decode step; the first token is the prefill's
+    head = engine.runner().model.lm_head.weight.float()
+    hf = AutoModelForCausalLM.from_pretrained(lm.folder, dtype=torch.float32)
+    for step in recorder.steps[:: 5]:
+        src, tgt, rows = step["src"].float(), step["tgt"].float(), step["rows"]
+        assert len(rows) == 6  # 2 prompts x 3 samples, all decoding
+        with torch.no_grad():
+            for r, ids in enumerate(step["tokens"]):  # taps = HF's layer-0 output and final normed state
+                hs = hf(torch.tensor([ids]), output_hidden_states=True).hidden_states
+                torch.testing.assert_close(src[r], hs[1][0, -1], atol=2e-4, rtol=1e-4)
+                torch.testing.assert_close(tgt[r], hs[-1][0, -1], atol=2e-4, rtol=1e-4)
+            grid = torch.zeros(step["bank"].num_slots, 1, src.shape[1])
+            pred = []
+            for r, s in enumerate(step["slots"]):
+                grid.zero_()
+                grid[s, 0] = src[r]
+                pred.append(step["bank"](grid)[s, 0])
+            pred = torch.stack(pred)
+        V = step["fused"].shape[1]
+        ref, dist = tgt @ head[:V].T, pred @ head[:V].T
+        torch.testing.assert_close(step["scaled_in"][rows], ref / T, atol=2e-4, rtol=1e-4)
+        kth = torch.topk(ref, k, dim=-1).values[:, -1:]
+        keep = ref >= kth
+        expected = (((1 + beta) * ref - beta * dist) / T).masked_fill(~keep, float("-inf"))
+        got = step["fused"][rows]
+        assert torch.equal(torch.isfinite(got), keep)  # the intervention never adds or removes a candidate
+        torch.testing.assert_close(got[keep], expected[keep], atol=5e-4, rtol=1e-4)
+
+
+def test_per_prompt_isolation_and_fresh_slots(vllm_engine, recorder):
+    """A prompt's Distiller trajectory (and samples) are the same alone or batched with others, and a slot
+    freed by one prompt starts the next one fresh."""
+    sampler = esamp(0.5)
+    alone, _ = run(vllm_engine, sampler, prompts=[PROMPTS[0]], ids=[IDS[0]])
+    traj_alone = recorder.trajectory.pop(IDS[0])
+    batched, _ = run(vllm_engine, sampler, prompts=[PROMPTS[1], PROMPTS[0], PROMPTS[2]], ids=[IDS[1], IDS[0], IDS[2]])
+    traj_batched = recorder.trajectory.pop(IDS[0])
+    assert len(traj_alone) == len(traj_batched) == MAX_NEW - 1
+    for a, b in zip(traj_alone, traj_batched):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    assert batched[1] == alone[0]
+    recorder.trajectory.clear()
+    c_alone, _ = run(vllm_engine, sampler, prompts=[PROMPTS[2]], ids=[IDS[2]])
+    traj_c = recorder.trajectory.pop(IDS[2])
+    one_slot, _ = run(vllm_engine, sampler, prompts=[PROMPTS[0], PROMPTS[2]], ids=[IDS[0], IDS[2]], batch_prompts=1)
+    for a, b in zip(traj_c, recorder.trajectory[IDS[2]]):  # C reused A's slot and started fresh
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    assert one_slot[1] == c_alone[0]
