@@ -191,3 +191,18 @@ def test_per_prompt_isolation_and_fresh_slots(vllm_engine, recorder):
     for a, b in zip(traj_c, recorder.trajectory[IDS[2]]):  # C reused A's slot and started fresh
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
     assert one_slot[1] == c_alone[0]
+
+
+@pytest.mark.parametrize("options", [{"variant": "tllm", "temperature": 0.8, "top_p": 0.95, "min_p": 0.05},
+                                     {"state": "shared"}, {"error": "noise"}, {"fusion": "naive"},
+                                     {"trainer": "async"}])
+def test_esamp_variants_run_train_and_keep_beta_zero_exact(vllm_engine, options):
+    filters = {k: v for k, v in options.items() if k in ("temperature", "top_p", "min_p")}
+    plain, _ = run(vllm_engine, TruncationSampler(n=3, **filters))
+    zero, out = run(vllm_engine, esamp(0.0, **options))
+    assert zero == plain
+    tel = out.telemetry
+    assert tel["train_steps"] == MAX_NEW - 1 and tel["trained_rows"] == 3 * 3 * (MAX_NEW - 1)
+    assert tel["last_loss"] < tel["first_loss"]  # the Distiller learns within the run
+    moved, _ = run(vllm_engine, esamp(1.0, **options))
+    assert moved != plain
