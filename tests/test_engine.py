@@ -73,3 +73,33 @@ def test_hf_engine_refuses_a_transformers_outside_the_pin(monkeypatch, tmp_path)
     cfg = compose_cfg([*UNLOADABLE, "sampler=temperature"])
     with pytest.raises(ConfigError, match=r"engine=hf needs transformers.*5\.19\.0"):
         run(cfg, out_dir=tmp_path)
+
+
+def test_vllm_rows_map_to_the_hf_engines_records():
+    """A finished vLLM completion becomes the hf engine's RowResult: text decoded by the HF tokenizer and cut
+    at a stop string, finish reasons eos / stop / length (this part of the engine needs no vLLM)."""
+    from types import SimpleNamespace
+
+    from esamp.engines.vllm.engine import VllmEngine
+    from esamp.models import build_byte_tokenizer
+
+    tok = build_byte_tokenizer()
+    lm = SimpleNamespace(tokenizer=tok)
+    ids = tok("ab\nSTOPcd", add_special_tokens=False)["input_ids"]
+    done = lambda reason, stop: SimpleNamespace(token_ids=ids, finish_reason=reason, stop_reason=stop)  # noqa: E731
+    row = VllmEngine._row(lm, 3, 1, done("stop", "STOP"), ("STOP",))
+    assert (row.prompt_index, row.sample_index, row.text, row.finish_reason) == (3, 1, "ab\n", "stop")
+    assert row.token_ids == ids and row.num_tokens == len(ids)
+    assert VllmEngine._row(lm, 0, 0, done("stop", None), ()).finish_reason == "eos"  # the tokenizer's EOS
+    assert VllmEngine._row(lm, 0, 0, done("stop", tok.eos_token_id), ()).finish_reason == "eos"  # stop_token_ids
+    assert VllmEngine._row(lm, 0, 0, done("length", None), ()).text == "ab\nSTOPcd"
+    with pytest.raises(RuntimeError, match="abort"):
+        VllmEngine._row(lm, 0, 0, done("abort", None), ())
+
+
+def test_vllm_sample_seeds_depend_only_on_seed_problem_and_sample():
+    from esamp.engines.vllm.engine import sample_seed
+
+    seeds = {sample_seed(0, pid, s) for pid in ("a", "b") for s in range(8)}
+    assert len(seeds) == 16 and all(0 <= x < 2**63 for x in seeds)
+    assert sample_seed(0, "a", 3) == sample_seed(0, "a", 3) != sample_seed(1, "a", 3)
