@@ -137,8 +137,8 @@ class ESampHook:
             raise RuntimeError("ESamp on vLLM needs temperature > 0 (all rows were greedy)")
         device = self._final.device
         num = self.runner.input_batch.num_reqs
-        positions = (self.runner.query_start_loc.cpu[1: num + 1].to(torch.long) - 1)[rows].to(device)
-        rows_t = torch.tensor(rows, dtype=torch.long, device=device)
+        positions = _to(device, (self.runner.query_start_loc.cpu[1: num + 1].to(torch.long) - 1)[rows])
+        rows_t = _to(device, rows)
         src = self._src[positions]
         tgt = self._final[rows_t] if self.sampler.taps == "paper" else self._tgt[positions]
         pred = self._predict_and_train(src, tgt, slots, steps)
@@ -166,8 +166,7 @@ class ESampHook:
             counts[s] += 1
         R = max(counts)
         device = src.device
-        slot_t = torch.tensor(slots, dtype=torch.long, device=device)
-        within_t = torch.tensor(within, dtype=torch.long, device=device)
+        slot_t, within_t = _to(device, slots), _to(device, within)
         grid_src = src.new_zeros((S, R, H))
         grid_tgt = tgt.new_zeros((S, R, H))
         mask = torch.zeros((S, R), dtype=torch.bool, device=device)
@@ -177,8 +176,7 @@ class ESampHook:
         slot_steps = [0] * S  # loss-curve column: the slot's decode step (token index - 1), as in the hf engine
         for s, t in zip(slots, steps):
             slot_steps[s] = max(slot_steps[s], t - 1)
-        pred = self.trainer.step(grid_src, grid_tgt, mask,
-                                 slot_steps=torch.tensor(slot_steps, dtype=torch.long, device=device))
+        pred = self.trainer.step(grid_src, grid_tgt, mask, slot_steps=_to(device, slot_steps))
         return pred[slot_t, within_t]
 
     # ------------------------------------------------------------------------------------------- fusion
@@ -203,3 +201,11 @@ class ESampHook:
         if s.fusion_order == "tllm":
             return scale * ref + ctx.correction
         return scale * ref + ctx.correction / ctx.temperature
+
+
+def _to(device: torch.device, values) -> torch.Tensor:
+    """Host indices onto the device without a stream sync on CUDA (pinned memory, non-blocking copy)."""
+    t = values if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.long)
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
