@@ -103,3 +103,11 @@ def test_vllm_sample_seeds_depend_only_on_seed_problem_and_sample():
     seeds = {sample_seed(0, pid, s) for pid in ("a", "b") for s in range(8)}
     assert len(seeds) == 16 and all(0 <= x < 2**63 for x in seeds)
     assert sample_seed(0, "a", 3) == sample_seed(0, "a", 3) != sample_seed(1, "a", 3)
+
+
+def test_vllm_engine_core_must_run_in_process(monkeypatch, tmp_path):
+    """The ESamp hook needs the model runner in this process: a multiprocess engine core is refused up front."""
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+    cfg = compose_cfg([*UNLOADABLE, "engine=vllm", "sampler=temperature"])
+    with pytest.raises(ConfigError, match="in-process"):
+        run(cfg, out_dir=tmp_path)

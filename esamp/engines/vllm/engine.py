@@ -55,6 +55,10 @@ class VllmEngine:
 
     def __init__(self, cfg, sampler, *, rows: int):
         check_sampler(sampler)  # first: a sampler vLLM cannot run is the answer even where vLLM is missing
+        # In-process engine core: the ESamp hook lives in the model runner the driver calls step() on.
+        if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0") != "0":
+            raise EngineError("engine=vllm runs vLLM's engine core in-process: unset "
+                              "VLLM_ENABLE_V1_MULTIPROCESSING (or set it to 0)")
         self.version = vllm_version()
         self.cfg, self.rows = cfg, int(rows)
         self.llm = None
@@ -62,10 +66,6 @@ class VllmEngine:
     # ------------------------------------------------------------------------------------------- model
     def load(self, model_cfg) -> VllmModel:
         t0 = time.perf_counter()
-        # In-process engine core: the ESamp hook lives in the model runner the driver calls step() on.
-        if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0") != "0":
-            raise EngineError("engine=vllm runs vLLM's engine core in-process: unset "
-                              "VLLM_ENABLE_V1_MULTIPROCESSING (or set it to 0)")
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.cfg.get("kv_cache_space_gb", 4)))
         folder, source = model_folder(model_cfg)
