@@ -118,6 +118,7 @@ class Recorder:
                 finally:
                     self._orig["topk"] = orig
                 Hook.steps.append(dict(self._cap, rows=self._ctx.rows.clone(), scaled_in=scaled_in,
+                                       final=self._final[self._ctx.rows].clone(),
                                        fused=seen["fused"], T=self._ctx.temperature.clone()))
                 return out
 
@@ -134,15 +135,39 @@ def recorder(monkeypatch):
     return hook
 
 
-def test_fused_logits_follow_the_formula_on_surviving_candidates(vllm_engine, recorder):
-    """From the captured taps alone: ref = W_head hL, h_pred = D(h1) with the pre-update Distiller, and the
-    draw's logits are ((1 + beta) ref - beta W_head h_pred) / T on the top-k survivors of ref / T, -inf
-    elsewhere. The taps themselves are checked against a Hugging Face forward of the same tokens."""
+def hf_taps(model, ids: list[int], variant: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source, target) of the last position from a Hugging Face forward of the same tokens."""
+    if variant == "paper":  # layer 0's output residual stream -> the final normed state
+        hs = model(torch.tensor([ids]), output_hidden_states=True).hidden_states
+        return hs[1][0, -1], hs[-1][0, -1]
+    seen = {}
+    layers = model.model.layers
+    def keep(name):
+        def hook(_module, _inputs, output):
+            seen.setdefault(name, output[0, -1])  # first call only; returns None: the output is unchanged
+        return hook
+
+    hooks = [layers[0].input_layernorm.register_forward_hook(keep("src")),
+             layers[-1].input_layernorm.register_forward_hook(keep("tgt"))]
+    try:
+        model(torch.tensor([ids]))
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen["src"], seen["tgt"]
+
+
+@pytest.mark.parametrize("variant", ["paper", "tllm"])
+def test_fused_logits_follow_the_formula_on_surviving_candidates(vllm_engine, recorder, variant):
+    """From the captured taps alone: ref = W_head h_final, h_pred = D(source) with the pre-update Distiller,
+    dist = W_head h_pred; the draw's logits are ((1 + beta) ref - beta dist) / T (paper order) or
+    (1 + beta) ref / T - beta dist (tllm order) on the top-k survivors of ref / T, -inf elsewhere. The taps
+    themselves are checked against a Hugging Face forward of the same tokens."""
     from transformers import AutoModelForCausalLM
 
     engine, lm = vllm_engine
     beta, T, k = 0.6, 0.8, 20
-    run(vllm_engine, esamp(beta, temperature=T, top_k=k), prompts=PROMPTS[:2], ids=IDS[:2])
+    run(vllm_engine, esamp(beta, temperature=T, top_k=k, variant=variant), prompts=PROMPTS[:2], ids=IDS[:2])
     assert len(recorder.steps) == MAX_NEW - 1  # one update per decode step; the first token is the prefill's
     head = engine.runner().model.lm_head.weight.float()
     hf = AutoModelForCausalLM.from_pretrained(lm.folder, dtype=torch.float32)
@@ -150,10 +175,10 @@ def test_fused_logits_follow_the_formula_on_surviving_candidates(vllm_engine, re
         src, tgt, rows = step["src"].float(), step["tgt"].float(), step["rows"]
         assert len(rows) == 6  # 2 prompts x 3 samples, all decoding
         with torch.no_grad():
-            for r, ids in enumerate(step["tokens"]):  # taps = HF's layer-0 output and final normed state
-                hs = hf(torch.tensor([ids]), output_hidden_states=True).hidden_states
-                torch.testing.assert_close(src[r], hs[1][0, -1], atol=2e-4, rtol=1e-4)
-                torch.testing.assert_close(tgt[r], hs[-1][0, -1], atol=2e-4, rtol=1e-4)
+            for r, ids in enumerate(step["tokens"]):
+                want_src, want_tgt = hf_taps(hf, ids, variant)
+                torch.testing.assert_close(src[r], want_src, atol=2e-4, rtol=1e-4)
+                torch.testing.assert_close(tgt[r], want_tgt, atol=2e-4, rtol=1e-4)
             grid = torch.zeros(step["bank"].num_slots, 1, src.shape[1])
             pred = []
             for r, s in enumerate(step["slots"]):
@@ -162,14 +187,14 @@ def test_fused_logits_follow_the_formula_on_surviving_candidates(vllm_engine, re
                 pred.append(step["bank"](grid)[s, 0])
             pred = torch.stack(pred)
         V = step["fused"].shape[1]
-        ref, dist = tgt @ head[:V].T, pred @ head[:V].T
+        ref, dist = step["final"].float() @ head[:V].T, pred @ head[:V].T
         torch.testing.assert_close(step["scaled_in"][rows], ref / T, atol=2e-4, rtol=1e-4)
         kth = torch.topk(ref, k, dim=-1).values[:, -1:]
         keep = ref >= kth
-        expected = (((1 + beta) * ref - beta * dist) / T).masked_fill(~keep, float("-inf"))
+        fused = ((1 + beta) * ref - beta * dist) / T if variant == "paper" else (1 + beta) * ref / T - beta * dist
         got = step["fused"][rows]
         assert torch.equal(torch.isfinite(got), keep)  # the intervention never adds or removes a candidate
-        torch.testing.assert_close(got[keep], expected[keep], atol=5e-4, rtol=1e-4)
+        torch.testing.assert_close(got[keep], fused[keep], atol=5e-4, rtol=1e-4)
 
 
 def test_per_prompt_isolation_and_fresh_slots(vllm_engine, recorder):
