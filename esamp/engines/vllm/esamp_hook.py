@@ -49,6 +49,10 @@ class ESampHook:
     problem_id)` before a prompt's requests are added; `remove()` when the run ends."""
 
     def __init__(self, runner, sampler, *, slots: int, n: int, seed: int, max_new_tokens: int):
+        if getattr(runner, "speculative_config", None) is not None:  # sampled positions would not be query ends
+            raise ValueError("ESamp on vLLM does not support speculative decoding (disable speculative_config)")
+        if getattr(runner, "use_async_scheduling", False):  # output_token_ids would lag one step behind
+            raise ValueError("ESamp on vLLM needs async_scheduling=False")
         self.runner, self.sampler = runner, sampler
         model = runner.model
         self.model = model
