@@ -34,9 +34,12 @@ def test_vllm_rejects_samplers_it_cannot_run(sampler, tmp_path):
     assert "\n" not in str(err.value) and not (tmp_path / "samples.jsonl").exists()
 
 
-def test_vllm_rejects_greedy_esamp(tmp_path):
-    cfg = compose_cfg([*UNLOADABLE, "engine=vllm", "sampler=esamp", "sampler.temperature=0"])
-    with pytest.raises(ConfigError, match="temperature=0 cannot run on engine=vllm"):
+@pytest.mark.parametrize("override,message", [("sampler.temperature=0", "temperature=0 cannot run on engine=vllm"),
+                                              ("engine.enforce_eager=false", "needs engine.enforce_eager=true"),
+                                              ("sampler.latent_mixing=true", "latent_mixing=true cannot run")])
+def test_vllm_rejects_esamp_settings_it_cannot_honour(override, message, tmp_path):
+    cfg = compose_cfg([*UNLOADABLE, "engine=vllm", "sampler=esamp", override])
+    with pytest.raises(ConfigError, match=message):
         run(cfg, out_dir=tmp_path)
 
 

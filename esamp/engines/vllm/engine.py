@@ -59,6 +59,9 @@ class VllmEngine:
         if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0") != "0":
             raise EngineError("engine=vllm runs vLLM's engine core in-process: unset "
                               "VLLM_ENABLE_V1_MULTIPROCESSING (or set it to 0)")
+        if isinstance(sampler, ESampSampler) and not (cfg or {}).get("enforce_eager", True):
+            raise EngineError("sampler=esamp on engine=vllm needs engine.enforce_eager=true (its taps are forward "
+                              "hooks, which torch.compile / CUDA graphs do not run)")
         self.version = vllm_version()
         self.cfg, self.rows = cfg, int(rows)
         self.llm = None
