@@ -152,7 +152,8 @@ def main(argv=None) -> None:
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k not in ("worker", "engine")},
+        shown = {k: v for k, v in vars(args).items() if k not in ("worker", "engine")}
+        Path(args.out).write_text(json.dumps({"args": shown,
                                               "engines": {e: w.info for e, w in workers.items()},
                                               "rounds": rates, **table}, indent=2))
 

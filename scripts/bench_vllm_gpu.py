@@ -125,9 +125,9 @@ def main(argv=None) -> None:
         for shape in args.shapes.split(","):
             results[shape] = bench_shape(shape, args, Path(tmp))
             r = results[shape]
-            print(f"{shape}: plain {r['median_tokens_per_second']['plain']:.1f} tok/s, esamp "
-                  f"{r['median_tokens_per_second']['esamp']:.1f} tok/s, esamp/plain {r['esamp_over_plain']['median']:.4f} "
-                  f"({r['esamp_over_plain']['min']:.4f}-{r['esamp_over_plain']['max']:.4f})", flush=True)
+            med, ratio = r["median_tokens_per_second"], r["esamp_over_plain"]
+            print(f"{shape}: plain {med['plain']:.1f} tok/s, esamp {med['esamp']:.1f} tok/s, esamp/plain "
+                  f"{ratio['median']:.4f} ({ratio['min']:.4f}-{ratio['max']:.4f})", flush=True)
     import torch
 
     if torch.cuda.is_available():  # the CUDA side-stream trainer's own tests

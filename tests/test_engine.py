@@ -26,7 +26,7 @@ def test_hf_engine_is_the_default_and_is_recorded(tmp_path):
     assert "engine" not in json.loads((tmp_path / "run.lock.json").read_text())  # old hf folders still resume
 
 
-@pytest.mark.parametrize("sampler", ["contrastive", "diverse_beam", "fire"])
+@pytest.mark.parametrize("sampler", ["contrastive", "diverse_beam"])
 def test_vllm_rejects_samplers_it_cannot_run(sampler, tmp_path):
     cfg = compose_cfg([*UNLOADABLE, "engine=vllm", f"sampler={sampler}", "task.limit=1"])
     with pytest.raises(ConfigError, match=f"sampler={sampler} cannot run on engine=vllm") as err:
@@ -34,11 +34,13 @@ def test_vllm_rejects_samplers_it_cannot_run(sampler, tmp_path):
     assert "\n" not in str(err.value) and not (tmp_path / "samples.jsonl").exists()
 
 
-@pytest.mark.parametrize("override,message", [("sampler.temperature=0", "temperature=0 cannot run on engine=vllm"),
-                                              ("engine.enforce_eager=false", "needs engine.enforce_eager=true"),
-                                              ("sampler.latent_mixing=true", "latent_mixing=true cannot run")])
-def test_vllm_rejects_esamp_settings_it_cannot_honour(override, message, tmp_path):
-    cfg = compose_cfg([*UNLOADABLE, "engine=vllm", "sampler=esamp", override])
+@pytest.mark.parametrize("sampler,override,message", [
+    ("esamp", "sampler.temperature=0", "temperature=0 cannot run on engine=vllm"),
+    ("esamp", "engine.enforce_eager=false", "needs engine.enforce_eager=true"),
+    ("esamp", "sampler.latent_mixing=true", "latent_mixing=true cannot run"),
+    ("fire", "sampler.temperature=0", "sampler=fire with temperature=0 cannot run")])
+def test_vllm_rejects_settings_it_cannot_honour(sampler, override, message, tmp_path):
+    cfg = compose_cfg([*UNLOADABLE, "engine=vllm", f"sampler={sampler}", override])
     with pytest.raises(ConfigError, match=message):
         run(cfg, out_dir=tmp_path)
 

@@ -231,3 +231,33 @@ def test_esamp_variants_run_train_and_keep_beta_zero_exact(vllm_engine, options)
     assert tel["last_loss"] < tel["first_loss"]  # the Distiller learns within the run
     moved, _ = run(vllm_engine, esamp(1.0, **options))
     assert moved != plain
+
+
+# ------------------------------------------------------------------------------------------------- FIRE
+def fire(**kw):
+    from esamp.samplers.fire import FireSampler
+
+    return FireSampler(n=kw.pop("n", 4), **kw)
+
+
+def test_fire_at_the_base_temperature_is_plain_sampling(vllm_engine):
+    plain, _ = run(vllm_engine, TruncationSampler(n=4, temperature=0.9))
+    same, _ = run(vllm_engine, fire(first_temperature=0.9, first_top_k=None, temperature=0.9))
+    assert same == plain  # the hook changes only what FIRE changes: the first token's distribution
+    hot, _ = run(vllm_engine, fire(first_temperature=30.0, first_top_k=16, temperature=0.9))
+    assert [t[0] for rows in hot for t in rows] != [t[0] for rows in plain for t in rows]
+    assert [t[1:] for rows in hot for t in rows] != [t[1:] for rows in plain for t in rows]
+
+
+def test_fire_first_token_ignores_the_base_filters_and_later_tokens_obey_them(vllm_engine):
+    greedy, _ = run(vllm_engine, TruncationSampler(n=1, temperature=0.0))
+    top1, _ = run(vllm_engine, fire(first_top_k=1, temperature=1.0))  # first token: the argmax, every sample
+    assert all(t[0] == greedy[p][0][0] for p, rows in enumerate(top1) for t in rows)
+    # base top_k = 1 from the second token on: a sample is determined by its (hot, unfiltered) first token
+    hot = fire(n=8, first_temperature=30.0, first_top_k=None, top_k=1)
+    rows = [t for rs in run(vllm_engine, hot, prompts=PROMPTS[:2], ids=IDS[:2])[0] for t in rs]
+    assert len({t[0] for t in rows}) > 1  # the base top_k = 1 did not restrict the first token
+    by_first = {}
+    for t in rows:
+        by_first.setdefault(t[0], set()).add(tuple(t))
+    assert all(len(v) == 1 for v in by_first.values())

@@ -24,6 +24,7 @@ from esamp.engines.vllm import vllm_version
 from esamp.engines.vllm.model import VllmModel, eos_ids, model_folder
 from esamp.generation import GenerationOutput, GenerationStats, RowResult
 from esamp.samplers.esamp import ESampSampler
+from esamp.samplers.fire import FireSampler
 from esamp.samplers.truncation import TruncationSampler
 from esamp.seeding import problem_key
 
@@ -38,9 +39,12 @@ def sample_seed(seed: int, problem_id: str, sample: int) -> int:
 
 def check_sampler(sampler) -> None:
     """EngineError (one line) for a sampler this engine cannot run as the `hf` engine would."""
-    if type(sampler) not in (TruncationSampler, ESampSampler):
+    if type(sampler) not in (TruncationSampler, ESampSampler, FireSampler):
         raise EngineError(f"sampler={sampler.name} cannot run on engine=vllm: it supports greedy, temperature, "
-                          "top_k, top_p, min_p and esamp; use engine=hf")
+                          "top_k, top_p, min_p, fire and esamp; use engine=hf")
+    if isinstance(sampler, FireSampler) and sampler.temperature == 0:
+        raise EngineError("sampler=fire with temperature=0 cannot run on engine=vllm (vLLM's greedy path skips "
+                          "the hook that draws FIRE's first token): use temperature > 0 or engine=hf")
     if isinstance(sampler, ESampSampler):
         if sampler.temperature == 0:
             raise EngineError("sampler=esamp with temperature=0 cannot run on engine=vllm (vLLM's greedy path "
@@ -115,6 +119,7 @@ class VllmEngine:
         from vllm.inputs import TokensPrompt
 
         from esamp.engines.vllm.esamp_hook import SLOT_KEY, ESampHook
+        from esamp.engines.vllm.fire_hook import FIRE_KEY, FireHook
 
         if len(prompts) != len(problem_ids):
             raise ValueError("prompts and problem_ids differ in length")
@@ -128,8 +133,11 @@ class VllmEngine:
         encoded = [lm.encode(p) for p in prompts]
         if any(len(e) == 0 for e in encoded):
             raise ValueError("an empty prompt cannot be generated from (no position to start at)")
-        hook = ESampHook(self.runner(), sampler, slots=slots, n=n, seed=seed, max_new_tokens=max_new_tokens) \
-            if isinstance(sampler, ESampSampler) else None
+        hook, fire = None, None
+        if isinstance(sampler, ESampSampler):
+            hook = ESampHook(self.runner(), sampler, slots=slots, n=n, seed=seed, max_new_tokens=max_new_tokens)
+        elif isinstance(sampler, FireSampler):
+            fire = FireHook(self.runner(), sampler)
         results: list[list[RowResult | None]] = [[None] * n for _ in range(P)]
         left = [n] * P
         pending, free = deque(range(P)), list(range(slots))
@@ -137,12 +145,13 @@ class VllmEngine:
         t0 = last_snapshot = time.perf_counter()
 
         def params(p: int, s: int, slot: int) -> SamplingParams:
+            extra = {SLOT_KEY: slot} if hook is not None else {FIRE_KEY: True} if fire is not None else None
             return SamplingParams(
                 n=1, temperature=sampler.temperature, top_k=sampler.top_k or 0, top_p=sampler.top_p or 1.0,
                 min_p=sampler.min_p or 0.0, seed=sample_seed(seed, problem_ids[p], s), max_tokens=max_new_tokens,
                 min_tokens=0, stop=list(stop_strings) or None, ignore_eos=ignore_eos,
                 stop_token_ids=None if ignore_eos else lm.eos_token_ids, skip_special_tokens=True,
-                extra_args={SLOT_KEY: slot} if hook is not None else None)
+                extra_args=extra)
 
         def admit(p: int) -> None:
             slot = free.pop(0)
@@ -185,8 +194,9 @@ class VllmEngine:
                 engine.abort_request(live)
             raise
         finally:
-            if hook is not None:
-                hook.remove()
+            for h in (hook, fire):
+                if h is not None:
+                    h.remove()
         telemetry = sampler.end()
         stats.seconds = time.perf_counter() - t0
         stats.row_steps = stats.tokens  # vLLM computes only live rows: one row-step per kept token
