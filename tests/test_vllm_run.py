@@ -21,7 +21,7 @@ def _model_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ESAMP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "models"))
 
 
-@pytest.mark.parametrize("sampler", ["esamp", "min_p"])
+@pytest.mark.parametrize("sampler", ["esamp", "min_p", "fire"])
 def test_vllm_run_resumes_to_the_same_samples(sampler, tmp_path):
     cfg = compose_cfg([*VLLM_TINY, f"sampler={sampler}", "sampler.n=4", "task.limit=3"])
     summary = run(cfg, out_dir=tmp_path)
