@@ -141,7 +141,9 @@ class TelemetryLog:
 
     def save(self, telemetry: dict, final: bool = False, stats: dict | None = None) -> None:
         self.parts[self.part] = telemetry
-        entry = {"part": self.part, "final": final, "telemetry": telemetry}
+        from esamp.runtime import resident_memory
+
+        entry = {"part": self.part, "final": final, "telemetry": telemetry, "memory": resident_memory()}
         if stats is not None:
             self.stats[self.part] = entry["stats"] = stats
         with open(self.path, "a", encoding="utf-8") as f:

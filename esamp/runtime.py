@@ -43,3 +43,18 @@ def tune_cpu_allocator() -> dict:
 
 def allocator_settings() -> dict:
     return dict(_applied or {})
+
+
+def resident_memory() -> dict:
+    """This process's resident set now and at its peak, in bytes (Linux /proc; the peak from getrusage).
+    Logged with every telemetry save, so a run's memory over time can be read back from telemetry.jsonl."""
+    import resource
+
+    out = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    try:
+        with open("/proc/self/statm") as f:
+            out["rss_bytes"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):  # not Linux: only the peak is known
+        return out
+    out["peak_rss_bytes"] = max(out["peak_rss_bytes"], out["rss_bytes"])  # the kernel's peak lags by a page run
+    return out
