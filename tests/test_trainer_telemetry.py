@@ -110,3 +110,31 @@ def test_output_bias_from_the_prompt_is_set_at_admission_and_off_by_default(peak
     assert not hasattr(DistillerBank("paper", 1, H, intermediate=I), "out_bias")
     with pytest.raises(ValueError, match="output_bias=prompt is invalid with sampler.variant=tllm"):
         ESampSampler(n=2, variant="tllm", distiller={"output_bias": "prompt"})
+
+
+def test_a_frozen_distiller_keeps_its_initial_weights_and_still_reports():
+    """The mechanism control `sampler.distiller.lr=0`: the paper's initialisation as a fixed transform (same
+    prediction for the same input at every step), while its telemetry still runs."""
+    data = stream(5, 2, 4, p_active=1.0)
+    tr = _trainer(lr=0.0)
+    before = [p.detach().clone() for p in tr.bank.parameters()]
+    src0 = data[0][0]
+    first = tr.step(*data[0])
+    for s, t, m in data[1:]:
+        tr.step(s, t, m)
+    assert all(torch.equal(a, b) for a, b in zip(before, tr.bank.parameters()))
+    torch.testing.assert_close(tr.step(src0, data[0][1], data[0][2]), first, atol=0, rtol=0)
+    assert tr.stats()["update_steps"] == 6 and tr.stats()["grad_norm_curve"][0] > 0
+
+
+def test_frozen_arm_config_composes():
+    from hydra import compose, initialize_config_dir
+
+    from esamp.pipeline import build
+    from tests.conftest import ROOT
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["sampler=esamp", "sampler.distiller.lr=0"])
+    s = build(cfg, "sampler")
+    assert s.distiller_cfg == {"lr": 0.0} or s.distiller_cfg == {"lr": 0}
+    assert s.describe()["distiller"]["lr"] == 0

@@ -14,6 +14,10 @@ declare -A ARMS=(
   [temperature_t07]="sampler=temperature sampler.n=16 sampler.temperature=0.7"
   # follow-up control (registered 2026-12-05, see the README): T = 1/(1+beta), ESamp with a Distiller that knows nothing
   [temperature_t08]="sampler=temperature sampler.n=16 sampler.temperature=0.8"
+  # mechanism arms (issue 22, registered 2026-12-05 before any ran): the paper's Distiller with lr 0 (the fixed
+  # transform without learning); run by name
+  [esamp_frozen_b025]="sampler=esamp sampler.n=16 sampler.distiller.lr=0"
+  # esamp_fast_b025: added once experiments/distiller_learning applies its registered selection rule
 )
 ORDER=(temperature_t1 esamp_b025 min_p01 temperature_t07 temperature_t08)
 run_campaign "$@"

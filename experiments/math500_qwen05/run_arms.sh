@@ -22,6 +22,11 @@ declare -A ARMS=(
   # extra, clearly labelled arms (issue 9, Distiller dynamics): not in the default order; run by name
   [esamp_b025_lsum]="sampler=esamp sampler.n=16 sampler.distiller.loss_reduction=sum"
   [esamp_b025_zeroinit]="sampler=esamp sampler.n=16 +sampler.distiller.init_down=zero"
+  # mechanism arms (issue 22, registered 2026-12-05 before any ran); run by name. noise_b025 is rerun into
+  # noise_b025_rowkeyed: the committed noise_b025 drew one generator over the batch (not reproducible, issue 25)
+  [temperature_t08]="sampler=temperature sampler.n=16 sampler.temperature=0.8"
+  [noise_b025_rowkeyed]="sampler=esamp sampler.n=16 sampler.error=noise"
+  # esamp_fast_b025: added once experiments/distiller_learning applies its registered selection rule
 )
 ORDER=(temperature_t1 esamp_b025 min_p01 temperature_t07 esamp_b01 esamp_b1 noise_b025 naive_b05 shared_b025 fire)
 run_campaign "$@"

@@ -23,6 +23,10 @@ declare -A ARMS=(
   [esamp_b025]="sampler=esamp sampler.n=8 sampler.beta=0.25"
   [esamp_b05]="sampler=esamp sampler.n=8 sampler.beta=0.5"
   [esamp_b025_t08]="sampler=esamp sampler.n=8 sampler.beta=0.25 sampler.temperature=0.8"
+  # mechanism arms (issue 22, registered 2026-12-05 before any ran); run by name
+  [esamp_frozen_b025]="sampler=esamp sampler.n=8 sampler.beta=0.25 sampler.distiller.lr=0"
+  [noise_b025]="sampler=esamp sampler.n=8 sampler.beta=0.25 sampler.error=noise"
+  # esamp_fast_b025: added once experiments/distiller_learning applies its registered selection rule
 )
 ORDER=(temperature_t1 esamp_b025 temperature_t08 temperature_t06 temperature_t07 temperature_t09 temperature_t11
        min_p01 esamp_b01 esamp_b05 esamp_b025_t08)
