@@ -13,7 +13,7 @@ import pytest
 
 from esamp.metrics.diversity import (
     Embedder,
-    _sentence_bleu,
+    sentence_bleu,
     distinct_n,
     divergence_curve,
     diversity_metrics,
@@ -110,18 +110,18 @@ def test_sentence_bleu_hand_computed():
     hyp = "the cat sat on the mat".split()
     ref = "the cat sat on a mat".split()
     # p1 = 5/6 (clipped 'the'), p2 = 3/5, p3 = 2/4, p4 = 1/3, BP = 1
-    assert _sentence_bleu(hyp, [ref]) == pytest.approx((5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25)
+    assert sentence_bleu(hyp, [ref]) == pytest.approx((5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25)
 
 
 def test_sentence_bleu_method1_smoothing_and_brevity():
     # no 4-gram match: p4 = 0.1 / 1 (method1), p1..p3 = 3/4, 2/3, 1/2
-    assert _sentence_bleu("a b c x".split(), ["a b c y".split()]) == pytest.approx(
+    assert sentence_bleu("a b c x".split(), ["a b c y".split()]) == pytest.approx(
         (3 / 4 * 2 / 3 * 1 / 2 * 0.1 / 1) ** 0.25
     )
     # perfect precision but half the length of the (closest) reference: BP = exp(1 - 8/4)
     hyp = "a b c d".split()
     refs = ["a b c d e f g h".split(), "a b c d e f g h i j k l".split()]
-    assert _sentence_bleu(hyp, refs) == pytest.approx(math.exp(-1.0))
+    assert sentence_bleu(hyp, refs) == pytest.approx(math.exp(-1.0))
 
 
 def test_self_bleu_identical_disjoint_partial():

@@ -55,7 +55,10 @@ def _code_blocks(response: str) -> list[tuple[str, str]]:
     return out
 
 
-def _pick_block(response: str, entry_point: str) -> str | None:
+def pick_block(response: str, entry_point: str) -> str | None:
+    """The fenced code block the grader runs: among the Python-tagged blocks (else all of them) the last that
+    defines `entry_point`, else the longest; None without a fenced block. `esamp.metrics.programs` reads the
+    same block, so that distinct programs are counted on what was graded."""
     blocks = _code_blocks(response)
     if not blocks:
         return None
@@ -121,7 +124,7 @@ def extract_code(response: str, prompt: str, entry_point: str) -> str:
     does not compile, trailing top-level junk (prose, a cut-off next function) is trimmed when that
     makes it compile; otherwise it is returned as is and fails in the sandbox with a SyntaxError.
     """
-    block = _pick_block(response, entry_point)
+    block = pick_block(response, entry_point)
     code = block if block is not None else response
     code = code.replace("\r\n", "\n")
     if _def_re(entry_point).search(code):

@@ -112,7 +112,8 @@ def _tokens(text: str) -> list[str]:
     return text.lower().split()
 
 
-def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    """The n-grams of a token list, in order, repeats kept (what distinct-n, self-BLEU and loop counts read)."""
     return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
 
 
@@ -128,22 +129,22 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
         raise TypeError("distinct_n expects a list of texts, not a single string")
     all_ngrams: list[tuple[str, ...]] = []
     for t in texts:
-        all_ngrams.extend(_ngrams(_tokens(t), n))
+        all_ngrams.extend(ngrams(_tokens(t), n))
     if not all_ngrams:
         return 0.0
     return len(set(all_ngrams)) / len(all_ngrams)
 
 
-def _sentence_bleu(hyp: list[str], refs: list[list[str]], max_n: int = 4) -> float:
+def sentence_bleu(hyp: list[str], refs: list[list[str]], max_n: int = 4) -> float:
     """Smoothed sentence BLEU (uniform weights, method1 smoothing, epsilon 0.1)."""
     if not hyp or not refs:
         return 0.0
     log_p = 0.0
     for k in range(1, max_n + 1):
-        hyp_counts = Counter(_ngrams(hyp, k))
+        hyp_counts = Counter(ngrams(hyp, k))
         max_ref: Counter = Counter()
         for r in refs:
-            for g, c in Counter(_ngrams(r, k)).items():
+            for g, c in Counter(ngrams(r, k)).items():
                 if c > max_ref[g]:
                     max_ref[g] = c
         matches = sum(min(c, max_ref[g]) for g, c in hyp_counts.items())
@@ -171,7 +172,7 @@ def self_bleu(texts: Sequence[str], max_n: int = 4) -> float:
     if len(toks) < 2:
         return float("nan")
     scores = [
-        _sentence_bleu(toks[i], toks[:i] + toks[i + 1 :], max_n=max_n) for i in range(len(toks))
+        sentence_bleu(toks[i], toks[:i] + toks[i + 1 :], max_n=max_n) for i in range(len(toks))
     ]
     return float(np.mean(scores))
 

@@ -29,9 +29,9 @@ _SCOPES = (ast.Module, *_DEFS)
 def _program_source(response: str, entry_point: str) -> Iterator[str]:
     """Candidate sources, best first: the code block the HumanEval grader would pick, the whole response,
     and the response as the body of a function (a raw continuation of the prompt)."""
-    from esamp.grading.code import _pick_block
+    from esamp.grading.code import pick_block
 
-    block = _pick_block(response, entry_point)
+    block = pick_block(response, entry_point)
     if block is not None:
         yield block
     else:

@@ -17,12 +17,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from esamp.analysis import bootstrap_weights, find_results, interval, load_samples  # noqa: E402
-from esamp.metrics.diversity import _ngrams  # noqa: E402
+from esamp.metrics.diversity import ngrams  # noqa: E402
 
 
 def loops(text: str, n: int, min_count: int = 2) -> bool:
     """True when some n-word sequence occurs at least min_count times in the text."""
-    counts = Counter(_ngrams(text.split(), n))  # case kept: a loop repeats the same words
+    counts = Counter(ngrams(text.split(), n))  # case kept: a loop repeats the same words
     return bool(counts) and max(counts.values()) >= min_count
 
 
