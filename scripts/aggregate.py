@@ -1,35 +1,9 @@
 #!/usr/bin/env python
-"""Summarise a sweep (or any folder of runs): python scripts/aggregate.py SWEEP_DIR [--out DIR]
-
-Writes summary.csv (one row per run, every Pass@k with its 95% bounds), summary.md (a markdown table, also
-printed), passk.png (Pass@k vs k, one panel per task) and, when ESamp runs report one, distiller_loss.png.
-The same functions are importable: `from esamp.aggregate import collect, plot_passk`.
-"""
-from __future__ import annotations
-
-import argparse
+"""`python scripts/aggregate.py ARGS` runs `python -m esamp.cli.aggregate ARGS` (the code and its --help).
+Kept because committed commands call it: conf/experiment/beta_sweep.yaml, conf/experiment/sampler_comparison.yaml."""
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without installing
-
-from esamp.aggregate import write_summary  # noqa: E402
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("root", help="a sweep folder (multirun/...), a run folder, or any folder holding results.json files")
-    ap.add_argument("--out", help="where to write the summary files (default: ROOT)")
-    args = ap.parse_args(argv)
-    try:
-        res = write_summary(args.root, args.out)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(res["markdown"])
-    print("wrote " + ", ".join(str(p) for p in res["files"]))
-    return 0
-
+from esamp.cli.aggregate import main
 
 if __name__ == "__main__":
     sys.exit(main())

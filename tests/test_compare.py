@@ -1,11 +1,14 @@
-"""Paired Pass@k comparison (esamp.analysis, scripts/compare.py) on hand-made run folders whose numbers are
-worked out by hand here, and the problem-id lists of experiments (scripts/select_problems.py and
-`task.subset={ids_file: ...}` in esamp.tasks.data)."""
+"""Paired Pass@k comparison (esamp.analysis.compare, esamp.cli.compare) on hand-made run folders whose numbers
+are worked out by hand here, and the problem-id lists of experiments (esamp.cli.select_problems and
+`task.subset={ids_file: ...}` in esamp.tasks.data). The command lines run in-process through main(argv); one
+test runs `python -m esamp.cli.compare` as a real process, and the scripts/ forwards are run in-process."""
 from __future__ import annotations
 
 import csv
 import gzip
 import json
+import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from esamp.analysis import bootstrap_weights, compare_runs, load_samples
-from esamp.comparison import plot_dynamics
+from esamp.analysis.compare import compare_runs, plot_dynamics
+from esamp.analysis.runs import load_samples
+from esamp.analysis.stats import bootstrap_weights
+from esamp.cli import compare as compare_cli
+from esamp.cli import select_problems
 from esamp.tasks.data import DataNotFound, select_rows
 
 from conftest import shared_data_dir
@@ -102,14 +108,13 @@ def test_vectorised_bootstrap_matches_a_plain_loop():
     assert np.allclose(bootstrap_weights(37, 500, seed=7).sum(1), 1.0)
 
 
-def test_mismatched_n_is_refused(tmp_path):
+def test_mismatched_n_is_refused(tmp_path, capsys):
     base = write_run(tmp_path / "base", {"a": [T, F]})
     arm = write_run(tmp_path / "arm", {"a": [T, F, F, F]})
     with pytest.raises(ValueError, match="n=4.*n=2"):
         compare_runs([arm], base)
-    res = subprocess.run([sys.executable, "scripts/compare.py", str(arm), "--baseline", str(base)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2 and "do not pair" in res.stderr
+    assert compare_cli.main([str(arm), "--baseline", str(base)]) == 2
+    assert "do not pair" in capsys.readouterr().err
 
 
 def test_only_common_problems_are_compared(tmp_path):
@@ -156,16 +161,19 @@ def test_gzip_samples_and_torn_last_line(tmp_path):
     assert rows_at(compare_runs([torn], run, ks=[1]))[1]["diff"] == 0.0
 
 
-def test_script_end_to_end(tmp_path):
+def test_command_line_end_to_end(tmp_path):
+    """The one real process: `python -m esamp.cli.compare` from the checkout (its own esamp, whatever is
+    installed), writing every file."""
     levels = {"a": 1, "b": 2}
     tele = {"loss_curve": [3.0, 2.0, None, 1.0], "error_norm_curve": [5.0, 4.0, 3.5, 3.0]}
     base = write_run(tmp_path / "runs" / "temperature", {"a": [F] * 4, "b": [T, F, F, F]}, levels)
     write_run(tmp_path / "runs" / "esamp", {"a": [T, F, F, F], "b": [T, T, F, F]}, levels, telemetry=tele)
     write_run(tmp_path / "runs" / "min_p", {"a": [F] * 4, "b": [T, F, F, F]}, levels)
     out = tmp_path / "out"
-    res = subprocess.run([sys.executable, "scripts/compare.py", str(tmp_path / "runs" / "esamp"),
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-m", "esamp.cli.compare", str(tmp_path / "runs" / "esamp"),
                           str(tmp_path / "runs" / "min_p"), "--baseline", str(base), "--out", str(out),
-                          "--resamples", "10000"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          "--resamples", "10000"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "| esamp | 4 | 2 | 1.000 | 0.500 | +0.500 | [+0.000, +1.000] | no |" in res.stdout
     assert "| min_p | 1 | 2 | 0.125 | 0.125 | +0.000 | [+0.000, +0.000] | no |" in res.stdout
@@ -180,21 +188,32 @@ def test_script_end_to_end(tmp_path):
         assert [r["run"] for r in csv.DictReader(f)] == ["temperature", "esamp", "min_p"]
 
 
-def test_dynamics_plot(tmp_path):
+def test_dynamics_plot(tmp_path, capsys):
     plain = write_run(tmp_path / "plain", {"a": [T]})
     assert plot_dynamics([plain], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
     esamp = write_run(tmp_path / "esamp", {"a": [T]}, telemetry={"loss_curve": [2.0, 1.0], "error_norm_curve": [3.0]})
     fig = plot_dynamics([plain, esamp], tmp_path / "dyn.png")
     assert len(fig.axes) == 2 and (tmp_path / "dyn.png").read_bytes()[:8] == PNG
-    res = subprocess.run([sys.executable, "scripts/compare.py", str(plain), "--dynamics-only", "--out", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2 and "no run reports" in res.stderr
+    assert compare_cli.main([str(plain), "--dynamics-only", "--out", str(tmp_path)]) == 2
+    assert "no run reports" in capsys.readouterr().err
+    assert compare_cli.main([str(plain), str(esamp), "--dynamics-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "distiller_dynamics.png").read_bytes()[:8] == PNG
+
+
+@pytest.mark.parametrize("name", ["compare", "frontier", "aggregate", "select_problems"])
+def test_scripts_forward_to_the_command_line(name, monkeypatch, capsys):
+    """scripts/<name>.py (the path committed READMEs call) runs esamp.cli.<name> as __main__."""
+    monkeypatch.setattr(sys, "argv", [f"scripts/{name}.py", "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(ROOT / "scripts" / f"{name}.py"), run_name="__main__")
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: {name}.py")
 
 
 def test_k_axis_labels_thin_out_when_crowded():
     """k = 1..16 on a log2 axis ran together as "1011121314"; past 8 ticks only powers of two and the largest k
     are labelled, and every k keeps its tick."""
-    from esamp.plotting import k_axis, pyplot, tick_labels
+    from esamp.analysis.plotting import k_axis, pyplot, tick_labels
     assert tick_labels([1, 2, 4, 8, 16]) == ["1", "2", "4", "8", "16"]
     assert tick_labels([1, 3, 5, 6, 7, 9, 10, 11, 12]) == ["1", "", "", "", "", "", "", "", "12"]
     ks = list(range(1, 17))
@@ -223,16 +242,14 @@ def test_ids_file_subset(tmp_path):
         select_rows(rows, {"ids_file": str(tmp_path / "nope.json")}, None)
 
 
-def test_select_problems_script_and_command_line_subset(tmp_path):
+def test_select_problems_command_line_and_subset(tmp_path, capsys):
     """The written file, passed as the documented override, selects exactly its problems."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
     out = tmp_path / "exp" / "problems.json"
-    cmd = [sys.executable, "scripts/select_problems.py", "--task", "math500", "--per-level", "1", "--seed", "3",
-           "--data", str(FIXTURE), "--out", str(out)]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
+    args = ["--task", "math500", "--per-level", "1", "--seed", "3", "--data", str(FIXTURE), "--out", str(out)]
+    assert select_problems.main(args) == 0
     spec = json.loads(out.read_text())
     assert len(spec["ids"]) == 2 and spec["counts"] == {"1": 1, "2": 1} and spec["data_sha256"]
     assert "test/algebra/0002.json" in spec["ids"]  # the only level-2 problem
@@ -241,9 +258,8 @@ def test_select_problems_script_and_command_line_subset(tmp_path):
                                            f"task.subset={{ids_file:{out}}}"])
     in_file_order = [json.loads(line)["unique_id"] for line in FIXTURE.read_text().splitlines() if line.strip()]
     assert [p.id for p in instantiate(cfg.task).load()] == [i for i in in_file_order if i in spec["ids"]]
-    res = subprocess.run(cmd[:4] + ["--per-level", "2"] + cmd[6:], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
-    assert res.returncode == 2 and "fewer than --per-level 2" in res.stderr
+    assert select_problems.main(args[:2] + ["--per-level", "2"] + args[4:]) == 2
+    assert "fewer than --per-level 2" in capsys.readouterr().err
 
 
 def test_committed_problem_list():
@@ -253,14 +269,9 @@ def test_committed_problem_list():
     data = shared_data_dir()
     if data is None or not (data / "math500.jsonl").exists():
         pytest.skip("no ../shared/data/math500.jsonl to redraw from")
-    import importlib.util
-
     from esamp.tasks.data import read_jsonl
 
-    mod_spec = importlib.util.spec_from_file_location("select_problems", ROOT / "scripts" / "select_problems.py")
-    mod = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(mod)
     rows = read_jsonl(data / "math500.jsonl")
-    assert mod.select(rows, 20, 0)["ids"] == spec["ids"]  # the same file and seed draw the same list
+    assert select_problems.select(rows, 20, 0)["ids"] == spec["ids"]  # the same file and seed draw the same list
     level = {r["unique_id"]: r["level"] for r in rows}
     assert sorted(level[i] for i in spec["ids"]) == [lv for lv in range(1, 6) for _ in range(20)]

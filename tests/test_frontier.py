@@ -1,4 +1,4 @@
-"""The creative-writing frontier (esamp.frontier, scripts/frontier.py) on hand-made run folders in the real
+"""The creative-writing frontier (esamp.analysis.frontier, esamp.cli.frontier) on hand-made run folders in the real
 schema (results.json with task_metrics.per_prompt, samples.jsonl), with the expected numbers worked out here;
 and what the creative-writing task stores per prompt for it (perplexity, divergence curve, embedder cut).
 
@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from esamp.analysis import bootstrap_weights, interval
-from esamp.frontier import (arm_label, boot_means, default_divergence_arms, frontier_analysis, frontier_at,
-                            load_arms)
+from esamp.analysis.frontier import default_divergence_arms, frontier_analysis, frontier_at
+from esamp.analysis.frontier_arms import arm_label, load_arms
+from esamp.analysis.stats import boot_means, bootstrap_weights, interval
+from esamp.cli import frontier as frontier_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -234,15 +234,10 @@ def test_rescoring_recomputes_embedding_metrics_from_the_samples(runs):
     assert m["vendi_stored"] == pytest.approx(1 + (15.0 - 2.0) / 10 + 0.5)
 
 
-# --------------------------------------------------------------------------------------- the script
-def test_script_writes_table_figures_and_verdicts(runs, tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import frontier as script
-    finally:
-        sys.path.pop(0)
+# ------------------------------------------------------------------------------------ the command line
+def test_command_line_writes_table_figures_and_verdicts(runs, tmp_path, capsys):
     out = tmp_path / "out"
-    assert script.main([str(runs), "--out", str(out), "--resamples", "500"]) == 0
+    assert frontier_cli.main([str(runs), "--out", str(out), "--resamples", "500"]) == 0
     for name in ("frontier.md", "frontier.csv", "frontier_verdicts.csv", "frontier.json"):
         assert (out / name).stat().st_size > 0
     for name in ("frontier.png", "divergence.png"):
@@ -251,13 +246,13 @@ def test_script_writes_table_figures_and_verdicts(runs, tmp_path, capsys):
     assert "| esamp_b025 | ESamp β=0.25, T=1 | Vendi |" in md and "beyond the frontier" in md
     assert "on the frontier (interval contains 0)" in md and "outside the temperature range" in md
     assert "beyond the frontier" in capsys.readouterr().out
-    assert script.main([str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert frontier_cli.main([str(tmp_path / "nothing"), "--out", str(out)]) == 2
     # extra lexical metrics: every fake arm has distinct-2 0.9, so ESamp sits on that (flat) frontier
-    assert script.main([str(runs), "--out", str(out), "--resamples", "200", "--metrics", "vendi,distinct_2"]) == 0
+    assert frontier_cli.main([str(runs), "--out", str(out), "--resamples", "200", "--metrics", "vendi,distinct_2"]) == 0
     md = (out / "frontier.md").read_text()
     assert "| esamp_b025 | ESamp β=0.25, T=1 | distinct-2 | 25.00 | 0.900 | +0.000 |" in md
     assert "pairwise cosine" not in md.split("## Against")[1].split("## Divergence")[0]
-    assert script.main([str(runs), "--out", str(out), "--metrics", "vendi,perplexity"]) == 2
+    assert frontier_cli.main([str(runs), "--out", str(out), "--metrics", "vendi,perplexity"]) == 2
 
 
 # ------------------------------------------------------------------- what the task stores per prompt
@@ -344,7 +339,7 @@ def test_minilm_reads_512_word_pieces_when_asked():
 def test_frontier_plot_draws_the_tested_curve_on_a_log_axis_when_perplexity_spans_decades():
     """Perplexity grows ~exponentially with temperature, so a wide range gets a log axis; the drawn frontier is
     still the one the verdict uses (straight in perplexity), not a straight segment in log space."""
-    from esamp.frontier import plot_frontier
+    from esamp.analysis.frontier_report import plot_frontier
 
     def row(arm, ppl, vendi, frontier):
         return {"arm": arm, "label": arm, "frontier": frontier, "perplexity": ppl, "perplexity_lo": ppl * 0.9,
@@ -368,7 +363,8 @@ def test_prompt_relevance_is_compared_with_the_temperature_curve(runs):
     "Once upon a time" embeds as {a}; "the sea was calm" shares nothing (0), "a fox ran home" shares "a"
     (1 / (1 * 2)): relevance 0.25 in every prompt, a flat curve. ESamp's prompts are rewritten to "the sea":
     sample 0 shares 2 of its 4 words (2 / (sqrt 2 * 2)), sample 1 none: relevance 0.5 / sqrt 2."""
-    from esamp.frontier import RELEVANCE, frontier_markdown, prompt_relevance
+    from esamp.analysis.frontier_arms import RELEVANCE, prompt_relevance
+    from esamp.analysis.frontier_report import frontier_markdown
 
     samples = runs / "esamp_b025" / "samples.jsonl"
     recs = [json.loads(line) for line in samples.read_text().splitlines()]

@@ -27,7 +27,7 @@ def _runs() -> list[tuple[Path, dict]]:
         return []
     out = []
     for path in sorted(RESULTS.rglob("results.json")):
-        if ".submitit" in path.parts:  # as esamp.aggregate.find_results
+        if ".submitit" in path.parts:  # as esamp.analysis.runs.find_results
             continue
         try:
             out.append((path, json.loads(path.read_text())))
@@ -123,7 +123,7 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
 def test_no_runs_is_a_clear_error(tmp_path):
     """An empty folder, or one with runs of the other kind, is an error naming the folder (the notebooks stop
     at their first data cell instead of drawing empty plots)."""
-    from esamp import notebook_utils as nbu
+    from esamp.analysis import notebook as nbu
 
     with pytest.raises(nbu.NoRunsError, match="no results.json with Pass@k"):
         nbu.passk_runs(tmp_path)

@@ -1,5 +1,5 @@
 """Program normal forms (esamp.metrics.programs): what counts as one program when distinct correct answers
-are counted on HumanEval, and how the paired comparison uses it (esamp.analysis)."""
+are counted on HumanEval, and how the paired comparison uses it (esamp.analysis.compare)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from esamp.analysis import compare_runs
+from esamp.analysis.compare import compare_runs
 from esamp.metrics.programs import MAX_CHARS, canonical_program
 
 BASE = '''Here is the function:

@@ -1,5 +1,5 @@
 """Sweeps: a 2x2 Hydra multirun on the tiny model (one folder per job under one sweep folder), the
-aggregation of its results (esamp.aggregate, scripts/aggregate.py), and the composition of the experiment
+aggregation of its results (esamp.analysis.sweep, esamp.cli.aggregate), and the composition of the experiment
 presets and of the SLURM launcher config (which cannot run here)."""
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_multirun_one_folder_per_job(sweep):
 
 
 def test_collect_and_plots(sweep, tmp_path):
-    from esamp.aggregate import collect, plot_loss_curves, plot_passk, to_markdown
+    from esamp.analysis.sweep import collect, plot_loss_curves, plot_passk, to_markdown
 
     df = collect(sweep)
     assert len(df) == 4
@@ -81,7 +81,7 @@ def test_collect_and_plots(sweep, tmp_path):
 
 def test_loss_curves_for_esamp_runs(sweep, tmp_path):
     """A results.json with ESamp telemetry (written by hand: the tiny sweep runs no ESamp) gets a loss plot."""
-    from esamp.aggregate import collect, plot_loss_curves
+    from esamp.analysis.sweep import collect, plot_loss_curves
 
     fake = tmp_path / "runs" / "esamp"
     fake.mkdir(parents=True)
@@ -95,20 +95,20 @@ def test_loss_curves_for_esamp_runs(sweep, tmp_path):
     assert plot_loss_curves(df, tmp_path / "loss.png") is not None and (tmp_path / "loss.png").exists()
 
 
-def test_aggregate_script(sweep, tmp_path):
+def test_aggregate_command_line(sweep, tmp_path, capsys):
+    from esamp.cli.aggregate import main
+
     out = tmp_path / "summary"
-    res = subprocess.run([sys.executable, "scripts/aggregate.py", str(sweep), "--out", str(out)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "| task |" in res.stdout and "pass@4" in res.stdout
+    assert main([str(sweep), "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "| task |" in stdout and "pass@4" in stdout
     for name in ("summary.csv", "summary.md", "passk.png"):
         assert (out / name).stat().st_size > 0, name
     import pandas as pd
 
     assert len(pd.read_csv(out / "summary.csv")) == 4
-    res = subprocess.run([sys.executable, "scripts/aggregate.py", str(tmp_path / "empty")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2 and "error:" in res.stderr
+    assert main([str(tmp_path / "empty")]) == 2
+    assert "error:" in capsys.readouterr().err
 
 
 def test_submitit_slurm_config_composes():

@@ -7,8 +7,8 @@ perplexity of each continuation under a reference model (mean, median and each s
 divergence curve (mean pairwise cosine of the partial generations every 64 tokens) and the fraction of
 samples longer than the embedder reads (all-MiniLM-L6-v2: 256 word pieces; the rest is cut). All of these
 are stored per prompt in `task_metrics.per_prompt` (a bootstrap over prompts needs them, see
-`esamp.frontier`) and averaged over prompts at the top level of `task_metrics`. There is no "correct", so
-no Pass@k.
+`esamp.analysis.frontier`) and averaged over prompts at the top level of `task_metrics`. There is no "correct",
+so no Pass@k.
 
 The judge model for perplexity (`ppl_model`) is a model config composed by Hydra from the `model` group
 (conf/task/creative_writing.yaml: `defaults: - /model@ppl_model: smollm2-135m`); choose another on the

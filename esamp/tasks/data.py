@@ -83,8 +83,8 @@ def resolve(task: str, sources: list[tuple[str, Callable[[], Any]]]) -> tuple[st
 
 def select_rows(rows: list[dict], subset: dict | None, limit: int | None) -> list[dict]:
     """`subset`: {"level": [1, 2], "subject": ["Algebra"]} keeps rows matching every given key.
-    {"ids_file": path} keeps the rows whose id is listed in that file (`scripts/select_problems.py` writes
-    one, committed with its experiment); see `read_ids_file`."""
+    {"ids_file": path} keeps the rows whose id is listed in that file (`python -m esamp.cli.select_problems`
+    writes one, committed with its experiment); see `read_ids_file`."""
     subset = dict(subset or {})
     if subset.get("ids_file"):
         field, ids = read_ids_file(subset.pop("ids_file"), subset.pop("id_field", None))

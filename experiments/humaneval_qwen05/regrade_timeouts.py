@@ -16,8 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from esamp.analysis import load_samples  # noqa: E402
+from esamp.analysis.runs import load_samples
 
 
 def main(argv=None) -> int:

@@ -8,5 +8,5 @@ OLD=${OLD:-/tmp/old_loop}
 PY=${PY:-.venv/bin/python}
 [ -d "$OLD" ] || git worktree add -f "$OLD" 89be802 --detach
 $PY experiments/throughput_cpu/loop_old_vs_new.py "$OLD" . --model smollm2-135m --rounds 2 | tee experiments/throughput_cpu/smollm2_old_vs_new.txt
-$PY scripts/bench_generate.py --model smollm2-135m --arms loop,esamp --new-tokens 256 --repeats 5 \
+$PY -m esamp.cli.bench_generate --model smollm2-135m --arms loop,esamp --new-tokens 256 --repeats 5 \
     --json experiments/throughput_cpu/smollm2_after.json | grep -v -i "warn\|loading" | tee experiments/throughput_cpu/smollm2_after.txt

@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from esamp.analysis import bootstrap_weights, find_results, interval, load_samples  # noqa: E402
-from esamp.metrics.diversity import ngrams  # noqa: E402
+from esamp.analysis.runs import find_results, load_samples
+from esamp.analysis.stats import bootstrap_weights, interval
+from esamp.metrics.diversity import ngrams
 
 
 def loops(text: str, n: int, min_count: int = 2) -> bool:

@@ -1,8 +1,8 @@
 """Decode throughput against the CPU/GPU roofline: our loop (plain sampling and ESamp) vs Hugging Face
 `model.generate(do_sample=True)`, same model, batch and lengths, EOS ignored, arms interleaved.
 
-    python scripts/bench_generate.py [--model qwen2.5-coder-0.5b-pypi] [--prompts 4 --n 16 --new-tokens 256]
-                                     [--arms hf_generate,loop,esamp] [--repeats 5]
+    python -m esamp.cli.bench_generate [--model qwen2.5-coder-0.5b-pypi] [--prompts 4 --n 16 --new-tokens 256]
+                                       [--arms hf_generate,loop,esamp] [--repeats 5]
 
 The bf16 GEMM peak at the model's decode shapes (rows = prompts x n) is measured in the same process before
 and after the arms; the table gives each arm's median tokens/s, per-round ratios to the first arm and the
@@ -16,8 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: it reads the setting once
 
 import torch  # noqa: E402
 
@@ -26,10 +25,10 @@ from esamp.generation import generate  # noqa: E402
 from esamp.samplers.esamp import ESampSampler  # noqa: E402
 from esamp.samplers.truncation import TruncationSampler  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: --model NAME is conf/model/NAME.yaml there
 
 
-def main():
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m", help="a conf/model name or a model yaml path")
     ap.add_argument("--device", default="cpu")
@@ -40,7 +39,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=1, help="untimed rounds before the timed ones")
     ap.add_argument("--arms", default="hf_generate,loop,esamp")
     ap.add_argument("--json", default=None, help="also write the raw numbers here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     yaml = args.model if args.model.endswith(".yaml") else str(ROOT / "conf" / "model" / f"{args.model}.yaml")
     lm, prompts, ids = model_and_prompts(yaml, args.device, args.prompts)
@@ -86,7 +85,8 @@ def main():
                                                "gflop_per_token": flops / 1e9, "gemm_peak": [before, after],
                                                "mfu": {k: statistics.median(v) * flops / peak
                                                        for k, v in rates.items()}}, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,9 +1,9 @@
 """ESamp's throughput overhead vs plain temperature sampling, measured side by side in one run.
 
 CPU, embedded model (the issue's setting):
-    python scripts/bench_overhead.py                       # SmolLM2-135M bf16, 4 prompts x 16, 128 tokens
+    python -m esamp.cli.bench_overhead                     # SmolLM2-135M bf16, 4 prompts x 16, 128 tokens
 GPU, random weights of a larger shape (no weights need to travel):
-    python scripts/bench_overhead.py --shape qwen2.5-7b --device cuda --prompts 32 --n 16
+    python -m esamp.cli.bench_overhead --shape qwen2.5-7b --device cuda --prompts 32 --n 16
 
 Every arm generates exactly --new-tokens per row (EOS ignored); arms run interleaved; the table gives the
 median tokens/s per arm and the per-round ratio arm / plain (min, median, max). `--profile` adds a
@@ -15,8 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: it reads the setting once
 
 import torch  # noqa: E402
 
@@ -27,7 +26,7 @@ from esamp.samplers.esamp import ESampSampler  # noqa: E402
 from esamp.samplers.truncation import TruncationSampler  # noqa: E402
 
 
-def main():
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="conf/model/smollm2-135m.yaml", help="model yaml (ignored with --shape)")
     ap.add_argument("--shape", default=None, help="random weights of this shape: qwen2.5-1.5b, qwen2.5-7b, ...")
@@ -41,7 +40,7 @@ def main():
     ap.add_argument("--arms", default="plain,esamp_serial,esamp_async")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json", default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     dtype = getattr(torch, args.dtype)
     if args.shape:
@@ -82,7 +81,8 @@ def main():
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "tokens_per_second": rates}, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

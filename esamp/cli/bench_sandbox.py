@@ -1,11 +1,11 @@
 """Wall time of grading HumanEval's 164 canonical solutions in the sandbox, for one or more checkouts of the
 project side by side: one process per (checkout, round), alternating order, medians and ratios printed.
 
-    python scripts/bench_sandbox.py [ROOT ...] [--rounds 3]     # default ROOT: this checkout
+    python -m esamp.cli.bench_sandbox [ROOT ...] [--rounds 3]     # default ROOT: this checkout
 
-Each child imports `esamp` from its own ROOT, grades the 164 canonical solutions with
-`esamp.grading.code.check_many` (parallel over the usable CPUs, 5 s per check) and reports the wall time
-and how many passed. A checkout where any canonical solution fails is an error, not a number.
+Each child imports `esamp` from its own ROOT (put first on its sys.path: comparing checkouts is the point),
+grades the 164 canonical solutions with `esamp.grading.code.check_many` (parallel over the usable CPUs, 5 s
+per check) and reports the wall time and how many passed. A checkout where any canonical solution fails is an error, not a number.
 Run it on a quiet machine: the sandbox's wall time is mostly process start-up and CPU contention.
 """
 import argparse
@@ -29,11 +29,11 @@ print(json.dumps({"wall_s": wall, "passed": sum(r["passed"] for r in res), "chec
 '''
 
 
-def main():
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("roots", nargs="*", default=[str(Path(__file__).resolve().parents[1])])
+    ap.add_argument("roots", nargs="*", default=[str(Path(__file__).resolve().parents[2])])
     ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     roots = [str(Path(r).resolve()) for r in args.roots]
     walls: dict[str, list[float]] = {r: [] for r in roots}
     for k in range(args.rounds):
@@ -52,7 +52,8 @@ def main():
     for r in roots:
         print(f"{r}: median {med[r]:.2f} s over {args.rounds} rounds, / first {med[r] / med[roots[0]]:.3f}")
     print(json.dumps({"rounds": args.rounds, "wall_s": walls}))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

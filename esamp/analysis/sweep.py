@@ -1,11 +1,11 @@
 """Collect the `results.json` of many runs (a Hydra sweep, a folder of runs) into one table and plot them.
 
-    from esamp.aggregate import collect, plot_passk, plot_loss_curves, to_markdown
+    from esamp.analysis.sweep import collect, plot_passk, plot_loss_curves, to_markdown
     df = collect("multirun/2025-01-01_12-00-00")     # one row per run
     plot_passk(df, "passk.png")                      # Pass@k vs k (log2), 95% bands, one panel per task
     plot_loss_curves(df, "distiller_loss.png")       # ESamp runs only; None when there is no curve
 
-Command line: `python scripts/aggregate.py SWEEP_DIR [--out DIR]` (summary.csv, summary.md, passk.png,
+Command line: `python -m esamp.cli.aggregate SWEEP_DIR [--out DIR]` (summary.csv, summary.md, passk.png,
 distiller_loss.png).
 
 Pass@k for every k <= n comes from one run of n samples, so each run gives a whole curve: columns
@@ -20,9 +20,9 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-# Run loading and tables live in esamp.analysis, the figure helpers in esamp.plotting.
-from esamp.analysis import fmt_value, load_runs, markdown_table, varying
-from esamp.plotting import MARKERS, colors, finish_figure, k_axis, plot_step_curves, pyplot
+from esamp.analysis.plotting import MARKERS, colors, finish_figure, k_axis, plot_step_curves, pyplot
+from esamp.analysis.runs import load_runs
+from esamp.analysis.tables import fmt_value, markdown_table, varying
 
 ID_COLUMNS = ["task", "model", "sampler"]
 # Shown first, and in summary.md whenever set (other hyperparameters appear there only when they vary).
@@ -266,8 +266,6 @@ def plot_loss_curves(df_or_runs, path: str | Path | None = None, title: str | No
     return plot_step_curves(panels, path, title or "ESamp Distiller loss",
                             xlabel="training step (from the 2nd generated token)")
 
-
-loss_curves = plot_loss_curves
 
 
 # ------------------------------------------------------------------------------------------------- main

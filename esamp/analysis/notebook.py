@@ -1,8 +1,8 @@
 """Small helpers for the notebooks in `notebooks/` (Pass@k curves, creative-writing diversity).
 
-The heavy lifting lives elsewhere: reading runs and the figure helpers in :mod:`esamp.analysis`, the run table
-(flattening, labelling) and the Pass@k and Distiller-loss plots in :mod:`esamp.aggregate`. This module adds
-what the notebooks need on top of them:
+The heavy lifting lives elsewhere in :mod:`esamp.analysis`: reading runs (``runs``), the figure helpers
+(``plotting``), the run table (flattening, labelling) and the Pass@k and Distiller-loss plots (``sweep``). This
+module adds what the notebooks need on top of them:
 
 * where to read from / write to: ``ESAMP_RESULTS_DIR`` (default: the repo's ``results/``) and
   ``ESAMP_FIGURES_DIR`` (PNG copies of the figures; unset: figures are only shown inline);
@@ -19,11 +19,12 @@ from typing import Any
 
 import pandas as pd
 
-from esamp.aggregate import add_labels, collect, passk_columns, shown_hyperparameters
-from esamp.analysis import fmt_value, read_results
-from esamp.plotting import colors, finish_figure, plot_step_curves, pyplot
+from esamp.analysis.plotting import MARKERS, colors, finish_figure, plot_step_curves, pyplot
+from esamp.analysis.runs import read_results
+from esamp.analysis.sweep import add_labels, collect, passk_columns, shown_hyperparameters
+from esamp.analysis.tables import fmt_value
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DIVERSITY_METRICS = ["vendi", "pairwise_cosine", "distinct_1", "distinct_2", "distinct_3", "self_bleu", "perplexity"]
 # For the table header: which way is "more diverse" / "more coherent".
 DIRECTION = {"vendi": "↑ diverse", "pairwise_cosine": "↓ diverse", "distinct_1": "↑ diverse",
@@ -270,9 +271,8 @@ def plot_divergence(df: pd.DataFrame, title: str | None = None):
     plt = pyplot()
     color = colors([lab for lab, _, _ in curves])
     fig, ax = plt.subplots(figsize=(8.6, 4.4))
-    markers = "osD^v<>ph*"
     for i, (lab, pos, val) in enumerate(curves):
-        ax.plot(pos, val, marker=markers[i % len(markers)], ms=4, lw=1.6, color=color[lab], label=lab)
+        ax.plot(pos, val, marker=MARKERS[i % len(MARKERS)], ms=4, lw=1.6, color=color[lab], label=lab)
     positions = sorted({p for _, pos, _ in curves for p in pos})
     if len(positions) <= 16:
         ax.set_xticks(positions)

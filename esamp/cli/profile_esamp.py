@@ -1,6 +1,6 @@
-"""Where ESamp's extra time goes, per decode step, on the same model/batch as bench_overhead.py.
+"""Where ESamp's extra time goes, per decode step, on the same model/batch as `esamp.cli.bench_overhead`.
 
-    python scripts/profile_esamp.py [--prompts 4 --n 16 --new-tokens 128]
+    python -m esamp.cli.profile_esamp [--prompts 4 --n 16 --new-tokens 128]
 
 Times (wall clock, CPU; on CUDA add --device cuda, timings then include a synchronize per measured block)
 one plain run and one ESamp run, and inside the ESamp run the Distiller step (forward + loss, backward,
@@ -9,10 +9,8 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: it reads the setting once
 
 import torch  # noqa: E402
 
@@ -37,14 +35,14 @@ class Timer:
         return timed
 
 
-def main():
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="conf/model/smollm2-135m.yaml")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=128)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     lm, prompts, ids = model_and_prompts(args.model, args.device, args.prompts)
     run = lambda s: generate(lm, s, prompts, ids, max_new_tokens=args.new_tokens, ignore_eos=True)  # noqa: E731
 
@@ -67,7 +65,8 @@ def main():
           f"   ratio plain/esamp = {t_plain / t_es:.4f}")
     for name, total in t.total.items():
         print(f"  {name:<46}{1e3 * total / steps:8.2f} ms/step")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
