@@ -10,6 +10,25 @@ in-process:
     profile_esamp    where ESamp's extra time goes, per decode step
     bench_sandbox    wall time of grading HumanEval's canonical solutions, checkouts side by side
 
-`scripts/{compare,frontier,aggregate,select_problems}.py` stay as two-line forwards to these, because
+`scripts/{compare,frontier,aggregate,select_problems}.py` stay as forwards to these, because
 committed experiment READMEs call them by that path. A run itself is `python run.py` (Hydra).
 """
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterable
+
+
+def error_exit(err: Exception | str) -> int:
+    """A command that could not do its job for a reason the user can fix (a missing folder, runs that do not
+    pair): the reason on stderr and exit code 2, argparse's code for a bad command line."""
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+
+
+def report_exit(report: str, files: Iterable[str | Path]) -> int:
+    """A command that wrote its files: the report (also one of the files) and the paths on stdout, exit code 0."""
+    print(report)
+    print("wrote " + ", ".join(str(p) for p in files))
+    return 0

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from esamp.analysis.sweep import write_summary
+from esamp.cli import error_exit, report_exit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,11 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = write_summary(args.root, args.out)
     except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(res["markdown"])
-    print("wrote " + ", ".join(str(p) for p in res["files"]))
-    return 0
+        return error_exit(err)
+    return report_exit(res["markdown"], res["files"])
 
 
 if __name__ == "__main__":

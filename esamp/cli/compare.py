@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from esamp.analysis.compare import compare_runs, comparison_markdown, plot_dynamics, write_comparison
+from esamp.cli import error_exit, report_exit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out or Path(args.runs[0]).resolve().parent / "comparison")
             out.mkdir(parents=True, exist_ok=True)
             if plot_dynamics(args.runs, out / "distiller_dynamics.png") is None:
-                print("error: no run reports sampler_telemetry.loss_curve / error_norm_curve", file=sys.stderr)
-                return 2
+                return error_exit("no run reports sampler_telemetry.loss_curve / error_norm_curve")
             print(f"wrote {out / 'distiller_dynamics.png'}")
             return 0
         if not args.baseline:
@@ -49,11 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         res = compare_runs(arms, args.baseline, ks=ks, resamples=args.resamples, seed=args.seed)
         files = write_comparison(res, args.out or Path(args.baseline).resolve().parent / "comparison")
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(comparison_markdown(res))
-    print("wrote " + ", ".join(str(p) for p in files))
-    return 0
+        return error_exit(err)
+    return report_exit(comparison_markdown(res), files)
 
 
 if __name__ == "__main__":

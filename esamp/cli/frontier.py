@@ -24,6 +24,7 @@ import sys
 
 from esamp.analysis.frontier import frontier_analysis
 from esamp.analysis.frontier_report import frontier_markdown, write_frontier
+from esamp.cli import error_exit, report_exit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,11 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                                 divergence=[a for a in args.divergence.split(",") if a] if args.divergence else None)
         files = write_frontier(res, args.out)
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(frontier_markdown(res))
-    print("wrote " + ", ".join(str(p) for p in files))
-    return 0
+        return error_exit(err)
+    return report_exit(frontier_markdown(res), files)
 
 
 if __name__ == "__main__":

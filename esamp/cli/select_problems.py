@@ -20,6 +20,8 @@ import random
 import sys
 from pathlib import Path
 
+from esamp.cli import error_exit
+
 
 def select(rows: list[dict], per_level: int, seed: int, levels: list[int] | None = None) -> dict:
     """`per_level` ids drawn without replacement from each level, in sorted order. The rows are sorted by id
@@ -58,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         levels = [int(x) for x in args.levels.split(",")] if args.levels else None
         out = select(rows, args.per_level, args.seed, levels)
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return error_exit(err)
     data_file = None
     if args.data:
         data_file = Path(args.data)
