@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from esamp.analysis import load_samples
+from esamp.analysis.runs import load_samples
 from esamp.models import load_model
 from esamp.replay import RUNNING_MEAN, problem_taps, replay, token_weighted_mean
 

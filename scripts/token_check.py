@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from esamp.analysis import load_samples
+from esamp.analysis.runs import load_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("completion", "tokens", "finish_reason")
