@@ -31,14 +31,13 @@ import torch
 from esamp.samplers.base import BatchInfo, Choice, StepView
 from esamp.samplers.truncation import TruncationSampler, sample
 from esamp.seeding import prompt_generator, row_normals
-from esamp.trainer import LOSS_REDUCTIONS, make_trainer
+from esamp.trainer import LOSS_REDUCTIONS, MODES, make_trainer
 from esamp.variants import KIND_KEYS, OPTIMISER_KEYS, VARIANT_NAMES, VARIANTS
 
 STATES = ("per_prompt", "shared")
 FUSIONS = ("paper", "naive")
 ERRORS = ("distiller", "noise")
 ORDERS = VARIANT_NAMES
-MODES = ("serial", "async")
 
 
 def _one_of(key: str, value: Any, allowed: tuple) -> None:
