@@ -35,6 +35,10 @@ class _SharedHead(nn.Module):
         self.head = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
         self.head.weight = nn.Parameter(weight.detach(), requires_grad=False)  # a view: no copy of V x H
 
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The guidance model's logits W h + B A h (peft's forward; the sampler uses `shift` instead)."""
+        return self.head(hidden)
+
 
 class GuidanceHead:
     """One round's guidance model: a peft LoRA adapter (rank r, alpha r, no dropout) on the LM head."""
