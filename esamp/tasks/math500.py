@@ -5,6 +5,7 @@ from typing import Any
 
 from esamp.tasks.base import Problem, Task
 from esamp.tasks.data import env_file, explicit_file, package_file, read_jsonl, resolve, select_rows
+from esamp.tasks.prompt_styles import check_prompt_style, record, styled
 
 INSTRUCTION = "Solve the following math problem. Reason step by step, and put your final answer within \\boxed{{}}.\n\n{problem}"
 OLMO_PATH = "oe_eval_tasks/minerva_math_500/gold_bpb_0shot/requests.jsonl.gz"
@@ -17,13 +18,17 @@ class MathTask(Task):
 
     def __init__(self, data_path: str | None = None, limit: int | None = None, subset: dict | None = None,
                  system_prompt: str | None = None, grade_timeout: float = 5.0, max_new_tokens: int = 512,
-                 name: str | None = None):
+                 name: str | None = None, prompt_style: str = "plain"):
         if limit is not None and limit < 1:
             raise ValueError(f"task.limit={limit!r} is invalid: allowed values are null or an integer >= 1")
         self.data_path, self.limit, self.subset = data_path, limit, dict(subset or {})
         self.system_prompt, self.grade_timeout, self.max_new_tokens = system_prompt, grade_timeout, max_new_tokens
         self.source = None
         self.name = name or self.name
+        self.prompt_style = check_prompt_style(prompt_style)  # esamp/tasks/prompt_styles.py
+        if system_prompt and self.prompt_style != "plain":
+            raise ValueError(f"task.prompt_style={self.prompt_style} cannot be combined with task.system_prompt: "
+                             "set one of them")
 
     def rows(self) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -37,7 +42,10 @@ class MathTask(Task):
 
     def messages(self, problem_text: str) -> list[dict[str, str]]:
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return msgs + [{"role": "user", "content": INSTRUCTION.format(problem=problem_text)}]
+        return styled(msgs + [{"role": "user", "content": INSTRUCTION.format(problem=problem_text)}], self.prompt_style)
+
+    def summarize(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return {**super().summarize(records), **record(self.prompt_style)}
 
     def grade(self, problem: Problem, completion: str) -> dict[str, Any]:
         from esamp.grading.math import grade_math
