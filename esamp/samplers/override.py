@@ -223,7 +223,7 @@ class OverrideSampler(TruncationSampler):
             peft_version = None
         d.update(lambd=self.lambd, rounds=self.rounds, samples_per_round=self.per_round, rank=self.rank,
                  lora_alpha=self.rank, learning_rate=self.learning_rate,
-                 optimizer="Adam (betas 0.9, 0.999, eps 1e-8), one step per decode step, one per prompt",
+                 optimizer="Adam (betas 0.9, 0.999, eps 1e-8, fused), one step per decode step, one per prompt",
                  adapter=f"peft {peft_version} LoRA on the LM head, float32; A ~ N(0, {INIT_STD}), B = 0; "
                          "fresh per prompt from (seed, problem id)",
                  guidance_loss="cross-entropy(logits.detach() + B_j A_j h, token sampled by round j), mean "
