@@ -42,6 +42,8 @@ def test_round_zero_is_plain_and_later_rounds_are_reweighted(peaked_lm):
     out = generate(peaked_lm, sampler, PROMPTS, IDS, max_new_tokens=STEPS, seed=3, batch_prompts=2)
     plain = generate(peaked_lm, TruncationSampler(n=4), PROMPTS, IDS, max_new_tokens=STEPS, seed=3, batch_prompts=2)
     assert [rows[0] for rows in tokens(out)] == [rows[0] for rows in tokens(plain)]  # no earlier round: unchanged
+    # step 0 of every round: the guidance models have taken no step yet (B = 0), so the first tokens are plain
+    assert [[r[0] for r in rows] for rows in tokens(out)] == [[r[0] for r in rows] for rows in tokens(plain)]
     later = [a != b for rows, base in zip(tokens(out), tokens(plain)) for a, b in zip(rows[1:], base[1:])]
     assert sum(later) >= 3, later
     tel = sampler.summarize([out.telemetry])
