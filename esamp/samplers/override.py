@@ -37,6 +37,7 @@ from esamp.samplers.override_heads import INIT_STD, PromptGuidance
 from esamp.samplers.truncation import TruncationSampler, sample
 from esamp.seeding import prompt_generator
 
+KL_EVERY = 8  # decode steps between KL measurements: 3 full-vocabulary passes per row cost as much as the training
 SUMS = ("train_loss_sum", "base_loss_sum", "train_loss_steps", "kl_sum", "kl_rows", "adapter_norm_sum",
         "adapter_norm_prompts")
 
@@ -107,7 +108,8 @@ class OverrideSampler(TruncationSampler):
 
     # ------------------------------------------------------------------------------------- one step
     def choose(self, view: StepView) -> Choice:
-        logits = view.logits()
+        with torch.no_grad():  # the base logits are data: only the guidance adapters are trained
+            logits = view.logits()
         slots = [view.slot] if view.prefill else list(range(len(self._slots)))
         if logits.shape[0] != len(slots) * self.n:
             raise RuntimeError(f"override: {logits.shape[0]} rows for {len(slots)} slots of n = {self.n}")
@@ -133,7 +135,8 @@ class OverrideSampler(TruncationSampler):
         return self._reweight(logits, hidden, [slot], None)
 
     def _reweight(self, logits, hidden, slots, active) -> torch.Tensor:
-        """logits - lambda * B_{j-1} A_{j-1} h on the rows of every round j >= 1; records KL(pi_j || p)."""
+        """logits - lambda * B_{j-1} A_{j-1} h on the rows of every round j >= 1; records KL(pi_j || p) on every
+        KL_EVERY-th decode step (telemetry only: which steps are measured never changes a sample)."""
         if self.rounds == 1:
             return logits
         shift = torch.zeros_like(logits)
@@ -143,7 +146,7 @@ class OverrideSampler(TruncationSampler):
                     rows = self._rows(i, j)
                     shift[rows] = head.shift(hidden[rows])
         reweighted = logits - self.lambd * shift
-        if active is not None:
+        if active is not None and self._tel["decode_steps"] % KL_EVERY == 0:
             self._record_kl(logits, reweighted, slots, active)
         return reweighted
 
@@ -191,7 +194,7 @@ class OverrideSampler(TruncationSampler):
         """Merge the parts of a run (sums add up), then per round: mean training loss of its guidance model
         (per decode step, averaged), the base model's loss on the same tokens (what an untrained adapter
         scores: loss below it = the adapter learned the round), adapter norm ||B A||_F at the prompt's end,
-        KL(reweighted || base) of the round's rows."""
+        KL(reweighted || base) of the round's rows (every KL_EVERY-th decode step)."""
         parts = [t for t in telemetry if t]
         if not parts:
             return None
@@ -209,7 +212,7 @@ class OverrideSampler(TruncationSampler):
                 "round_train_loss": ratio("train_loss_sum", "train_loss_steps"),
                 "round_base_loss": ratio("base_loss_sum", "train_loss_steps"),
                 "round_adapter_norm": ratio("adapter_norm_sum", "adapter_norm_prompts"),
-                "round_kl_to_base": ratio("kl_sum", "kl_rows"),
+                "round_kl_to_base": ratio("kl_sum", "kl_rows"), "kl_every_decode_steps": KL_EVERY,
                 "train_seconds_per_prompt": scalars["train_seconds"] / per_prompt,
                 "reweight_seconds_per_prompt": scalars["reweight_seconds"] / per_prompt,
                 **self.describe()}

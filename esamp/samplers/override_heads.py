@@ -94,16 +94,17 @@ class PromptGuidance:
         and left on the device (no host sync per step; None: no active row)."""
         losses: list[torch.Tensor | None] = []
         total = None
-        for head, rows in zip(self.heads, round_rows):
-            if rows.numel() == 0:
-                losses.append(None)
-                continue
-            q_logits = base_logits[rows].detach() + head.shift(hidden[rows])
-            loss = F.cross_entropy(q_logits, tokens[rows])
-            total = loss if total is None else total + loss
-            losses.append(loss.detach())
-        if total is not None:
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            self.optimizer.step()
+        with torch.enable_grad():  # the loop may call samplers under no_grad: training must still work
+            for head, rows in zip(self.heads, round_rows):
+                if rows.numel() == 0:
+                    losses.append(None)
+                    continue
+                q_logits = base_logits[rows].detach() + head.shift(hidden[rows].detach())
+                loss = F.cross_entropy(q_logits, tokens[rows])
+                total = loss if total is None else total + loss
+                losses.append(loss.detach())
+            if total is not None:
+                self.optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                self.optimizer.step()
         return losses
