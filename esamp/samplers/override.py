@@ -9,12 +9,15 @@ LoRA adapter on the LM head (`esamp.samplers.override_heads`), fresh for every p
     then one Adam step (lr 1e-3) per head j on cross-entropy(logits + B_j A_j h, the token round j sampled),
     averaged over round j's active rows.
 
-Schedule: rounds run concurrently, as in the public code (vLLM samples a request's n children in one batch,
-child i = round i; gpu_model_runner.py calls `update_reweighting_head` after every sampling step). So round j's
-guidance model has learned round j-1's tokens up to the previous decode step: the rounds are pipelined, not
-strictly sequential. This is what produced the paper's numbers and it plugs into the one decoding loop
-through the Sampler hooks without changing it. Sequential rounds (all of round j-1 finished and trained
-before round j starts) would need a loop that holds rows back; not implemented.
+Schedule: rounds run concurrently, as in the public code (both its vLLM 0.11 `main` and 0.8.5 branches): vLLM
+samples a request's n children in one batch, child i (request id "i_<parent>") is round i (modeling.py,
+`_get_processor_idx_from_request_id`), round i's logits use head i-1 (`_compute_reweighted_logits`) and
+gpu_model_runner.py calls `update_reweighting_head` (one Adam step on cross-entropy) after every sampling step.
+So round j's guidance model has learned round j-1's tokens up to the previous decode step: the rounds are
+pipelined, not strictly sequential. It plugs into the one decoding loop through the Sampler hooks without
+changing it. Sequential rounds (all of round j-1 finished and trained before round j starts) would need a loop
+that holds rows back; not implemented. Settings from config/default.yaml and scripts/override.sh: lambd 0.8
+(0.4 for Mistral/Llama), num_iteration 10 with n 10, rank 16, learning_rate 1e-3.
 
 Where this differs from the public code, for batch invariance (a sample depends only on seed, problem,
 sample index and config): its heads are keyed by sample index only and shared by all prompts of a vLLM
