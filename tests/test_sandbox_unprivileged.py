@@ -38,7 +38,7 @@ def _package_copy(root: Path) -> Path:
     shutil.copy(src / "grading" / "__init__.py", dst / "grading" / "__init__.py")
     shutil.copy(src / "grading" / "code.py", dst / "grading" / "code.py")
     (dst / "tasks").mkdir()
-    for name in ("__init__.py", "base.py", "humaneval.py"):  # the task's refusal, without the ML stack
+    for name in ("__init__.py", "base.py", "humaneval.py", "prompt_styles.py"):  # the refusal, without the ML stack
         shutil.copy(src / "tasks" / name, dst / "tasks" / name)
     return dst / "grading" / "sandbox"
 
