@@ -74,10 +74,15 @@ def main() -> int:
                 curve = runs[0]["halves"]["A"][name][key]
                 if all(v != v for v in curve):
                     continue
-                style = "k--" if name == "running_mean" else ("-" if name in ("paper",) or name.startswith("ext") else ":")
-                axes[row][col].plot(range(1, len(curve) + 1), curve, style, label=name, lw=1.4)
-                axes[row][col].set_title(f"{model}, {runs[0]['arm'].split('/')[1]}: {key.replace('_', ' ')} (half A)")
+                style = "k--" if name == "running_mean" else ("-" if name == "paper" or name.startswith("ext") else ":")
+                colour = {"paper": "C3", "running_mean": "k"}.get(name)
+                axes[row][col].plot(range(1, len(curve) + 1), curve, style, label=name, lw=2.0 if name == "paper" else 1.3,
+                                    color=colour)
+                axes[row][col].set_title(f"{model.split('-')[0]}, {runs[0]['arm'].split('/')[1]}: "
+                                         f"{key.replace('_', ' ')} (half A)", fontsize=9)
                 axes[row][col].set_xlabel("decode step")
+                # diverging settings (lr x 4 without clip) would hide every other curve
+                axes[row][col].set_ylim(*{"rel_error": (0.4, 1.4), "err_along_h": (0.0, 1.2)}.get(key, (0, 1)))
         fast, why = select(runs)
         lines += ["", f"**Selection rule**: {why}.", ""]
     axes[0][0].legend(fontsize=7, ncol=2)
