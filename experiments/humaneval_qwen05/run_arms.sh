@@ -17,7 +17,8 @@ declare -A ARMS=(
   # mechanism arms (issue 22, registered 2026-12-05 before any ran): the paper's Distiller with lr 0 (the fixed
   # transform without learning); run by name
   [esamp_frozen_b025]="sampler=esamp sampler.n=16 sampler.distiller.lr=0"
-  # esamp_fast_b025: added once experiments/distiller_learning applies its registered selection rule
+  # the fast setting chosen by experiments/distiller_learning's registered rule (an EXTENSION: prompt-initialised bias)
+  [esamp_fast_b025]="sampler=esamp sampler.n=16 sampler.distiller.input_norm=rms sampler.distiller.output_bias=prompt sampler.distiller.eps=1e-8 sampler.distiller.grad_clip=0"
 )
 ORDER=(temperature_t1 esamp_b025 min_p01 temperature_t07 temperature_t08)
 run_campaign "$@"

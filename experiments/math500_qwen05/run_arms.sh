@@ -26,7 +26,8 @@ declare -A ARMS=(
   # noise_b025_rowkeyed: the committed noise_b025 drew one generator over the batch (not reproducible, issue 25)
   [temperature_t08]="sampler=temperature sampler.n=16 sampler.temperature=0.8"
   [noise_b025_rowkeyed]="sampler=esamp sampler.n=16 sampler.error=noise"
-  # esamp_fast_b025: added once experiments/distiller_learning applies its registered selection rule
+  # the fast setting chosen by experiments/distiller_learning's registered rule (an EXTENSION: prompt-initialised bias)
+  [esamp_fast_b025]="sampler=esamp sampler.n=16 sampler.distiller.input_norm=rms sampler.distiller.output_bias=prompt sampler.distiller.eps=1e-8 sampler.distiller.grad_clip=0"
 )
 ORDER=(temperature_t1 esamp_b025 min_p01 temperature_t07 esamp_b01 esamp_b1 noise_b025 naive_b05 shared_b025 fire)
 run_campaign "$@"

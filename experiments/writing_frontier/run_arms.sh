@@ -26,7 +26,7 @@ declare -A ARMS=(
   # mechanism arms (issue 22, registered 2026-12-05 before any ran); run by name
   [esamp_frozen_b025]="sampler=esamp sampler.n=8 sampler.beta=0.25 sampler.distiller.lr=0"
   [noise_b025]="sampler=esamp sampler.n=8 sampler.beta=0.25 sampler.error=noise"
-  # esamp_fast_b025: added once experiments/distiller_learning applies its registered selection rule
+  # no esamp_fast_b025: experiments/distiller_learning's rule found no setting that beats the running mean on SmolLM2
 )
 ORDER=(temperature_t1 esamp_b025 temperature_t08 temperature_t06 temperature_t07 temperature_t09 temperature_t11
        min_p01 esamp_b01 esamp_b05 esamp_b025_t08)
