@@ -233,6 +233,20 @@ def test_esamp_variants_run_train_and_keep_beta_zero_exact(vllm_engine, options)
     assert moved != plain
 
 
+def test_noise_control_draws_per_row_as_the_hf_engine_does(vllm_engine):
+    """error=noise: each row's Gaussian is keyed by (seed, problem id, sample index, token index), so a prompt's
+    samples are the same alone, batched, or in another order (before, a run-wide generator that also did not
+    exist on the sampler any more)."""
+    sampler = esamp(1.0, error="noise")
+    together, out = run(vllm_engine, sampler)
+    assert out.telemetry["train_steps"] == MAX_NEW - 1
+    alone, _ = run(vllm_engine, sampler, prompts=[PROMPTS[1]], ids=[IDS[1]])
+    assert alone[0] == together[1]
+    reverse, _ = run(vllm_engine, sampler, prompts=PROMPTS[::-1], ids=IDS[::-1])
+    assert reverse[::-1] == together
+    assert together != run(vllm_engine, esamp(1.0))[0]  # and the noise is not the Distiller's error
+
+
 # ------------------------------------------------------------------------------------------------- FIRE
 def fire(**kw):
     from esamp.samplers.fire import FireSampler

@@ -118,7 +118,7 @@ class VllmEngine:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        from esamp.engines.vllm.esamp_hook import SLOT_KEY, ESampHook
+        from esamp.engines.vllm.esamp_hook import SAMPLE_KEY, SLOT_KEY, ESampHook
         from esamp.engines.vllm.fire_hook import FIRE_KEY, FireHook
 
         if len(prompts) != len(problem_ids):
@@ -145,7 +145,8 @@ class VllmEngine:
         t0 = last_snapshot = time.perf_counter()
 
         def params(p: int, s: int, slot: int) -> SamplingParams:
-            extra = {SLOT_KEY: slot} if hook is not None else {FIRE_KEY: True} if fire is not None else None
+            extra = ({SLOT_KEY: slot, SAMPLE_KEY: s} if hook is not None else
+                     {FIRE_KEY: True} if fire is not None else None)
             return SamplingParams(
                 n=1, temperature=sampler.temperature, top_k=sampler.top_k or 0, top_p=sampler.top_p or 1.0,
                 min_p=sampler.min_p or 0.0, seed=sample_seed(seed, problem_ids[p], s), max_tokens=max_new_tokens,

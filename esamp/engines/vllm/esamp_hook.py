@@ -25,8 +25,10 @@ from dataclasses import dataclass
 import torch
 
 from esamp.samplers.base import BatchInfo
+from esamp.seeding import row_normals
 
 SLOT_KEY = "esamp_slot"  # SamplingParams.extra_args key: the request's Distiller slot
+SAMPLE_KEY = "esamp_sample"  # ... and its sample index (keys the noise control's per-row stream)
 
 
 @dataclass
@@ -116,10 +118,11 @@ class ESampHook:
             self._ctx = None
             self._src = self._tgt = self._final = None
 
-    def _decode_rows(self) -> tuple[list[int], list[int], list[int]]:
-        """(batch rows, Distiller slots, token index being sampled) of the ESamp decode rows."""
+    def _decode_rows(self) -> tuple[list[int], list[int], list[int], list[tuple[str, int]]]:
+        """(batch rows, Distiller slots, token index being sampled, (problem id, sample index)) of the ESamp
+        decode rows."""
         batch = self.runner.input_batch
-        rows, slots, steps = [], [], []
+        rows, slots, steps, keys = [], [], [], []
         for i, rid in enumerate(batch.req_ids[: batch.num_reqs]):
             state = self.runner.requests[rid]
             args = state.sampling_params.extra_args if state.sampling_params is not None else None
@@ -131,10 +134,11 @@ class ESampHook:
             rows.append(i)
             slots.append(0 if self.shared else int(args[SLOT_KEY]))
             steps.append(t)
-        return rows, slots, steps
+            keys.append((self.sampler._slot_problem[int(args[SLOT_KEY])], int(args[SAMPLE_KEY])))
+        return rows, slots, steps, keys
 
     def _prepare(self, metadata) -> _StepContext | None:
-        rows, slots, steps = self._decode_rows()
+        rows, slots, steps, keys = self._decode_rows()
         if not rows:
             return None
         if metadata.temperature is None:
@@ -149,7 +153,9 @@ class ESampHook:
         dtype = self._final.dtype
         if self.sampler.error == "noise":  # control: same-norm Gaussian noise in place of the latent error
             err = tgt.float() - pred
-            noise = torch.randn(err.shape, generator=self.sampler._noise_gen, device=err.device)
+            # each row's draw keyed by (seed, problem id, sample index, token index), as in the hf engine
+            noise = row_normals(self.sampler._info.seed, [k[0] for k in keys], [k[1] for k in keys], steps,
+                                err.shape[-1]).to(err.device)
             noise = noise * (err.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True).clamp_min(1e-12))
             correction = self.sampler.beta * self._orig["compute_logits"](noise.to(dtype)).float()
         else:
