@@ -111,8 +111,8 @@ def replay(problems: list[ProblemTaps], setting: dict, variant: str = "paper", m
     H, S = problems[0].src.shape[-1], len(problems)
     T = min(max_steps, max(int(pt.steps.max()) for pt in problems))
     rows = [0] * T
-    rel_sum, along_sum = [0.0] * T, [0.0] * T
     if setting.get("predictor") == RUNNING_MEAN:
+        rel_sum, along_sum = [0.0] * T, [0.0] * T
         total, count = torch.zeros(S, 1, H), torch.zeros(S, 1, 1)
         for t in range(1, T + 1):
             src, tgt, mask = _stack(problems, t)
@@ -124,8 +124,9 @@ def replay(problems: list[ProblemTaps], setting: dict, variant: str = "paper", m
             rel_sum[t - 1], along_sum[t - 1] = float(rel[mask].sum()), float(along[mask].sum())
             total += (tgt * mask[..., None]).sum(1, keepdim=True)
             count += mask.sum(1).view(S, 1, 1)
+        mean = lambda xs: [x / c if c else float("nan") for x, c in zip(xs, rows)]  # noqa: E731
         nan = [float("nan")] * T
-        return _curves(rows, rel_sum, along_sum, nan, nan)
+        return _curves(rows, mean(rel_sum), mean(along_sum), nan, nan)
     opts = {k: v for k, v in setting.items() if k != "predictor"}
     trainer = make_trainer(variant, hidden=H, num_slots=S, max_steps=T, **opts)
     # each slot's fresh Distiller drawn exactly as the sampler draws it at admission: from (seed, problem id)
@@ -137,15 +138,13 @@ def replay(problems: list[ProblemTaps], setting: dict, variant: str = "paper", m
         src, tgt, mask = _stack(problems, t)
         trainer.step(src, tgt, mask, slot_steps=torch.full((S,), t - 1, dtype=torch.long))
         rows[t - 1] = int(mask.sum())
-    st = trainer.stats()
-    rel = [r * c for r, c in zip(st["rel_error_norm_curve"], rows)]
-    along = [a * c for a, c in zip(st["err_along_h_curve"], rows)]
-    return _curves(rows, rel, along, st["grad_norm_curve"], st["eps_damped_curve"])
+    st = trainer.stats()  # its curves are already means over each step's active rows
+    return _curves(rows, st["rel_error_norm_curve"], st["err_along_h_curve"], st["grad_norm_curve"],
+                   st["eps_damped_curve"])
 
 
-def _curves(rows, rel_sum, along_sum, grad, eps) -> dict:
-    mean = lambda xs: [x / c if c else float("nan") for x, c in zip(xs, rows)]  # noqa: E731
-    return {"rows": rows, "rel_error": mean(rel_sum), "err_along_h": mean(along_sum), "grad_norm": list(grad),
+def _curves(rows, rel, along, grad, eps) -> dict:
+    return {"rows": rows, "rel_error": list(rel), "err_along_h": list(along), "grad_norm": list(grad),
             "eps_damped": list(eps)}
 
 

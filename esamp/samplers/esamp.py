@@ -164,11 +164,11 @@ class ESampSampler(TruncationSampler):
         so the control's samples never depend on batch neighbours, admission order or a resume. Finished rows
         get zeros (their tokens are never used)."""
         n = self._info.n
-        rows = view.active.nonzero().squeeze(1).tolist()  # a host read: an ablation, not the paper's path
-        steps = view.row_steps.index_select(0, view.active.nonzero().squeeze(1)).tolist()
+        active = view.active.nonzero().squeeze(1)  # a host read: an ablation, not the paper's path
+        rows, steps = active.tolist(), view.row_steps.index_select(0, active).tolist()
         drawn = row_normals(self._info.seed, [self._slot_problem[r // n] for r in rows], [r % n for r in rows],
                             steps, err.shape[-1]).to(err.device)
-        noise = torch.zeros_like(err).index_copy_(0, torch.as_tensor(rows, dtype=torch.long, device=err.device), drawn)
+        noise = torch.zeros_like(err).index_copy_(0, active.to(err.device), drawn)
         return noise * (err.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
     def _predict_and_train(self, src: torch.Tensor, tgt: torch.Tensor, view: StepView) -> torch.Tensor:
