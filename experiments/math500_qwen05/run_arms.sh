@@ -28,6 +28,9 @@ declare -A ARMS=(
   [noise_b025_rowkeyed]="sampler=esamp sampler.n=16 sampler.error=noise"
   # the fast setting chosen by experiments/distiller_learning's registered rule (an EXTENSION: prompt-initialised bias)
   [esamp_fast_b025]="sampler=esamp sampler.n=16 sampler.distiller.input_norm=rms sampler.distiller.output_bias=prompt sampler.distiller.eps=1e-8 sampler.distiller.grad_clip=0"
+  # registered 2026-12-05 17:35 UTC, before it ran: the frozen Distiller (the paper's initialisation, lr 0), so that the
+  # MATH-500 verdict has both controls of the decision rule (issue 22 registers it for HumanEval and writing)
+  [esamp_frozen_b025]="sampler=esamp sampler.n=16 sampler.distiller.lr=0"
 )
 ORDER=(temperature_t1 esamp_b025 min_p01 temperature_t07 esamp_b01 esamp_b1 noise_b025 naive_b05 shared_b025 fire)
 run_campaign "$@"
