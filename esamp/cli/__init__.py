@@ -2,6 +2,7 @@
 in-process:
 
     compare          paired Pass@k comparison of runs against a baseline (esamp.analysis.compare)
+    mechanism        ESamp arms against temperature and frozen-Distiller controls, with the registered verdict
     frontier         creative writing: arms against the temperature frontier (esamp.analysis.frontier)
     aggregate        one table and Pass@k figure of every run below a folder (esamp.analysis.sweep)
     select_problems  the committed problem-id list of an experiment (a seeded draw per MATH-500 level)
