@@ -27,10 +27,10 @@ COMMON = ["model=tiny-random", f"task.data_path={FIXTURE}", "task.limit=5", "tas
           "generation.batch_prompts=2", "seed=3"]
 CONFIGS = {
     "temperature": ["sampler=temperature", "sampler.n=3"],
-    "min_p": ["sampler=min_p", "sampler.n=3", "sampler.min_p=0.1"],
+    "min_p": ["sampler=min_p", "sampler.n=3", "sampler.min_p=0.5"],
     "esamp_paper": ["sampler=esamp", "sampler.n=3"],
     "esamp_tllm": ["sampler=esamp", "sampler.n=3", "sampler.variant=tllm"],
-    "esamp_shared": ["sampler=esamp", "sampler.n=3", "sampler.state=shared"],
+    "esamp_shared": ["sampler=esamp", "sampler.n=3", "sampler.state=shared", "sampler.beta=1.0"],
     "esamp_noise": ["sampler=esamp", "sampler.n=3", "sampler.error=noise"],
     "esamp_naive": ["sampler=esamp", "sampler.n=3", "sampler.fusion=naive", "sampler.beta=0.5"],
     "esamp_fast": ["sampler=esamp", "sampler.n=3", "sampler.distiller.input_norm=rms", "sampler.distiller.output_bias=prompt",

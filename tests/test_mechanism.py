@@ -51,6 +51,9 @@ def test_a_missing_control_makes_the_verdict_inconclusive_and_is_named(tmp_path)
     controls["frozen"] = tmp_path / "not_run_yet"
     res = mechanism_analysis(arms, controls, ks=(1, 4), resamples=500, learned_below=0.86)
     assert res["missing"] == ["frozen"] and res["verdict"].startswith("inconclusive: frozen not run")
+    arms["fast"] = tmp_path / "fast_not_run_yet"  # only what is missing is named, not the controls that ran
+    res = mechanism_analysis(arms, controls, ks=(1, 4), resamples=500, learned_below=0.86)
+    assert res["verdict"].startswith("inconclusive: fast, frozen not run ("), res["verdict"]
 
 
 def test_an_interval_below_zero_is_not_read_as_no_difference():

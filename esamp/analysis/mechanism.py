@@ -76,7 +76,8 @@ def decide(rows: list[dict[str, Any]], distiller: Mapping[str, dict], tested: st
         if r["arm"] == tested and r["k"] >= at.get(r["control"], {}).get("k", 0):
             at[r["control"]] = r
     need = [SHARPENING_CONTROL, FROZEN_CONTROL]
-    absent = [c for c in need if c not in at]
+    controls_run = {r["control"] for r in rows}
+    absent = [c for c in need if c in missing or (c not in controls_run and tested not in missing)]
     if tested in missing or absent:
         return (f"inconclusive: {', '.join(([tested] if tested in missing else []) + absent)} not run "
                 f"(the rule needs {tested} minus {' and minus '.join(need)})")
