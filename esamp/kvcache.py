@@ -10,6 +10,10 @@ bodies pass a 4D mask through as "already prepared").
 
 A prompt entering rows `rows` is prefilled on its own (batch 1: its numbers never depend on other prompts),
 and its prefill K/V are copied into those rows (`load`).
+
+`ModelStream` is one model decoded over the loop's rows with its own `RowCache`: the loop runs the model's
+(the expert's), and a sampler that needs a second model alongside (contrastive decoding's amateur) runs its
+own, so no sampler touches a cache's buffers. Rows are slot-major: row = slot * n + sample.
 """
 from __future__ import annotations
 
@@ -102,6 +106,71 @@ class RowCache:
         self.keys = [k.index_select(0, keep) for k in self.keys]
         self.values = [v.index_select(0, keep) for v in self.values]
         self.length = self.length.index_select(0, keep)
+
+    def widen(self, width: int) -> None:
+        """Grow every row to `width` columns (one copy; the tokens held stay where they are)."""
+        for buffers in (self.keys, self.values):
+            for layer, old in enumerate(buffers):
+                new = old.new_zeros((*old.shape[:2], width, old.shape[3]))
+                new[:, :, : self.width] = old
+                buffers[layer] = new
+        self.width = int(width)
+
+
+class ModelStream:
+    """One model decoded over `slots` slots of n rows (slot-major), each row at its own position.
+
+    `prefill(slot, ids)` forwards a prompt alone (batch 1) and copies its K/V into the slot's n rows; `step`
+    forwards one token per row. The cache holds `width` columns per row; without a width (a sampler sees
+    prompts one at a time) it is sized at the first prefill and grows (one copy) when a longer prompt enters.
+    The host keeps each slot's cache length, so a step knows the columns to read without a device sync."""
+
+    def __init__(self, lm, slots: int, n: int, max_new_tokens: int, device, width: int | None = None):
+        self.lm, self.n, self.max_new_tokens, self.device = lm, n, max_new_tokens, device
+        self.slots = slots
+        self.cache = None if width is None else RowCache(lm.model, slots * n, width, device, lm.dtype)
+        self.slot_length = [0] * slots  # tokens in the cache of each slot's rows (host copy)
+
+    def prefill(self, slot: int, prompt_ids: list[int]):
+        """Prompt `prompt_ids` enters `slot`: the model's output on it alone (`last_hidden_state` (1, L, H)),
+        its K/V copied into the slot's rows."""
+        self._fit(len(prompt_ids) + self.max_new_tokens)
+        with torch.no_grad():
+            out = self.lm.decoder(input_ids=torch.tensor([prompt_ids], device=self.device), use_cache=True)
+        rows = torch.arange(slot * self.n, (slot + 1) * self.n, device=self.device)
+        self.cache.load(rows, out.cache, len(prompt_ids))
+        self.slot_length[slot] = len(prompt_ids)
+        return out
+
+    def step(self, input_ids: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Row r takes token `input_ids[r]` at its own position; returns the final hidden state (B, H) of the
+        forwarded rows (all, or only `rows`, sorted: the others neither compute nor advance)."""
+        cache = self.cache
+        mask = cache.begin_step(max(self.slot_length) + 1, rows)
+        every = slice(None) if rows is None else rows
+        with torch.no_grad():
+            out = self.lm.decoder(input_ids=input_ids[every, None], attention_mask=mask,
+                                  position_ids=cache.length[every, None], cache=cache, use_cache=True)
+        cache.end_step()
+        self.slot_length = [length + 1 for length in self.slot_length]
+        return out.last_hidden_state[:, -1]
+
+    def reorder(self, parents: torch.Tensor) -> None:
+        """Row i continues row parents[i] (beam search, within a slot)."""
+        self.cache.reorder(parents)
+
+    def select(self, keep_slots: list[int]) -> None:
+        """Keep only slots `keep_slots` (in order): the others left the batch."""
+        keep = torch.cat([torch.arange(g * self.n, (g + 1) * self.n, device=self.device) for g in keep_slots])
+        self.cache.select(keep)
+        self.slots = len(keep_slots)
+        self.slot_length = [self.slot_length[g] for g in keep_slots]
+
+    def _fit(self, width: int) -> None:
+        if self.cache is None:
+            self.cache = RowCache(self.lm.model, self.slots * self.n, width, self.device, self.lm.dtype)
+        elif width > self.cache.width:
+            self.cache.widen(max(width, self.cache.width + self.cache.width // 4))
 
 
 def _layer_kv(cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:

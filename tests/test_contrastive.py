@@ -180,7 +180,7 @@ def test_amateur_logits_equal_a_plain_forward(pair):
     reasons = {r.finish_reason for rows in out.prompts for r in rows}
     assert "eos" in reasons and out.stats.admissions == 4 and out.stats.compactions >= 1
     assert out.stats.steps < 2 * 16  # a prompt entered while the other slot was mid-generation
-    assert cd._cache.width > len(amateur.encode(PROMPTS[0])) + 16  # it grew
+    assert cd._stream.cache.width > len(amateur.encode(PROMPTS[0])) + 16  # it grew
     checked = 0
     for pid, prompt, rows in zip(IDS, PROMPTS, out.prompts):
         for r in rows:

@@ -5,12 +5,12 @@ reasoning version of O'Brien & Lewis 2023, "Contrastive Decoding Improves Reason
 Models" (arXiv 2309.09117). It is the ESamp paper's other baseline (with FIRE).
 
 The decoding loop runs the EXPERT (the run's `model`); this sampler owns the AMATEUR (`sampler.amateur`, a
-node of the `model` config group, loaded once when the first batch begins) and decodes it alongside: a
-prompt entering slot g is prefilled on the amateur alone (batch 1) and its K/V copied into the slot's n
-rows of the sampler's own `esamp.kvcache.RowCache`, exactly as the loop does for the expert; at each decode
-step the amateur takes the token every row fed (`StepView.input_ids`) at that row's own position. So the
-amateur's logits at every step are those of a plain forward on the row's prompt + generated tokens, and a
-row's samples stay independent of its batch neighbours.
+node of the `model` config group, loaded once when the first batch begins) and decodes it alongside in its
+own `esamp.kvcache.ModelStream`, the helper the loop runs the expert in: a prompt entering slot g is
+prefilled on the amateur alone (batch 1) and its K/V copied into the slot's n rows; at each decode step the
+amateur takes the token every row fed (`StepView.input_ids`) at that row's own position. So the amateur's
+logits at every step are those of a plain forward on the row's prompt + generated tokens, and a row's
+samples stay independent of its batch neighbours.
 
 At each position, with expert logits s_e and amateur logits s_a (over the shared vocabulary):
     V_head = { x : p_e(x) >= alpha * max_y p_e(y) }              the plausibility cut (alpha = 0.1)
@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from esamp.kvcache import RowCache
+from esamp.kvcache import ModelStream
 from esamp.samplers.base import BatchInfo, Choice, StepView
 from esamp.samplers.truncation import ORDER, TruncationSampler, sample
 
@@ -90,7 +90,7 @@ class ContrastiveSampler(TruncationSampler):
         self.amateur_cfg = amateur_config(amateur)
         self.amateur = self.amateur_cfg if not isinstance(self.amateur_cfg, dict) else None
         self._checked: set[int] = set()   # id() of expert models whose vocabulary matched
-        self._cache: RowCache | None = None
+        self._stream: ModelStream | None = None
         self._load_seconds = 0.0
         self._head_sum = self._head_rows = None  # V_head sizes of active rows (device sums, read at end)
 
@@ -135,9 +135,8 @@ class ContrastiveSampler(TruncationSampler):
         if id(info.lm.model) not in self._checked:
             check_vocab(info.lm, self.amateur)
             self._checked.add(id(info.lm.model))
-        self._slots, self._max_new, self._device = info.num_prompts, info.max_new_tokens, info.device
-        self._cache = None                                   # sized at the first admission (prompt lengths)
-        self._slot_len = [0] * info.num_prompts             # host copy of each slot's amateur cache length
+        # the amateur's cache is sized at the first admission (the sampler sees prompt lengths one at a time)
+        self._stream = ModelStream(self.amateur, info.num_prompts, self.n, info.max_new_tokens, info.device)
         self._slot_problem: list[str | None] = [None] * info.num_prompts
         self._first: list[torch.Tensor | None] = [None] * info.num_prompts  # amateur logits after the prompt
         self._head_sum = torch.zeros((), dtype=torch.float64, device=info.device)
@@ -146,51 +145,23 @@ class ContrastiveSampler(TruncationSampler):
     def admit(self, slot: int, problem_id: str, prompt_ids: list[int] | None = None) -> None:
         if prompt_ids is None:
             raise RuntimeError("contrastive decoding needs the prompt's token ids at admit (the amateur's prefill)")
-        am, n = self.amateur, self.n
-        self._ensure_width(len(prompt_ids) + self._max_new)
+        out = self._stream.prefill(slot, prompt_ids)
         with torch.no_grad():
-            out = am.decoder(input_ids=torch.tensor([prompt_ids], device=self._device), use_cache=True)
-            self._first[slot] = am.lm_head(out.last_hidden_state[:, -1]).float()
-        rows = torch.arange(slot * n, (slot + 1) * n, device=self._device)
-        self._cache.load(rows, out.cache, len(prompt_ids))
-        self._slot_len[slot], self._slot_problem[slot] = len(prompt_ids), problem_id
+            self._first[slot] = self.amateur.lm_head(out.last_hidden_state[:, -1]).float()
+        self._slot_problem[slot] = problem_id
 
     def amateur_logits(self, view: StepView) -> torch.Tensor:
         """(B, V_a) float32 amateur logits at every row's current position (at a prefill: the slot's prompt)."""
         if view.prefill:
             return self._first[view.slot].expand(view.hidden.shape[0], -1)
-        am, cache = self.amateur, self._cache
-        mask = cache.begin_step(max(self._slot_len) + 1)
+        hidden = self._stream.step(view.input_ids.to(self._stream.device))
         with torch.no_grad():
-            out = am.decoder(input_ids=view.input_ids[:, None].to(self._device), attention_mask=mask,
-                             position_ids=cache.length[:, None], cache=cache, use_cache=True)
-            logits = am.lm_head(out.last_hidden_state[:, -1]).float()
-        cache.end_step()
-        self._slot_len = [length + 1 for length in self._slot_len]
-        return logits
-
-    def _ensure_width(self, width: int) -> None:
-        """The loop sizes its cache from every prompt's length; the sampler sees prompts one at a time, so
-        its cache grows (one copy) when a longer prompt enters."""
-        old = self._cache
-        if old is not None and width <= old.width:
-            return
-        if old is not None:
-            width = max(width, old.width + old.width // 4)
-        am = self.amateur
-        new = RowCache(am.model, self._slots * self.n, width, self._device, am.dtype)
-        if old is not None:
-            for layer in range(old.layers):
-                new.keys[layer][:, :, : old.width] = old.keys[layer]
-                new.values[layer][:, :, : old.width] = old.values[layer]
-            new.length = old.length.clone()
-        self._cache = new
+            return self.amateur.lm_head(hidden).float()
 
     def select_rows(self, keep: torch.Tensor) -> None:
-        self._cache.select(keep)
         slots = (keep.view(-1, self.n)[:, 0] // self.n).tolist()
-        self._slots = len(slots)
-        for name in ("_slot_len", "_slot_problem", "_first"):
+        self._stream.select(slots)
+        for name in ("_slot_problem", "_first"):
             values = getattr(self, name)
             setattr(self, name, [values[g] for g in slots])
 
