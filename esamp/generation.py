@@ -191,8 +191,8 @@ def generate(
         hidden = out.last_hidden_state[:, -1].expand(n, -1)
         batch.uniforms[rows] = row_uniforms(seed, [problem_ids[p]], n, max_new_tokens).to(device)
         batch.gen_len[rows], batch.why[rows], batch.active[rows], batch.step[rows] = max_new_tokens, 0, True, 0
-        view = StepView(step=0, hidden=hidden, uniform=batch.uniforms[rows, 0], rows=batch.row_ids[rows],
-                        active=batch.active[rows], lm=lm, prefill=True, slot=g,
+        view = StepView(hidden=hidden, uniform=batch.uniforms[rows, 0], rows=batch.row_ids[rows],
+                        active=batch.active[rows], row_steps=batch.step[rows], lm=lm, prefill=True, slot=g,
                         prompt_hidden=out.last_hidden_state[0],
                         taps=_prefill_taps(taps, hidden, n))
         record(rows, _choose(sampler, view, batch, problem_ids, rows.start))
@@ -291,9 +291,9 @@ def generate(
                 if taps is not None:
                     taps.scatter(fwd, batch.active.numel())
             uniform = batch.uniforms.gather(1, batch.step.clamp(max=max_new_tokens - 1)[:, None]).squeeze(1)
-            view = StepView(step=batch.slot_step[0], hidden=hidden, uniform=uniform, rows=batch.row_ids,
-                            active=batch.active, lm=lm, taps=taps.read(hidden) if taps is not None else None,
-                            row_steps=batch.step, input_ids=batch.last)
+            view = StepView(hidden=hidden, uniform=uniform, rows=batch.row_ids, active=batch.active,
+                            row_steps=batch.step, lm=lm, taps=taps.read(hidden) if taps is not None else None,
+                            input_ids=batch.last)
             record(slice(None), _choose(sampler, view, batch, problem_ids))
             batch.step += 1
             batch.slot_step = [s + 1 for s in batch.slot_step]

@@ -65,8 +65,9 @@ class Stub(ContrastiveSampler):
 
 def stub_view(expert, uniforms):
     u = torch.tensor(uniforms, dtype=torch.float64)
-    return StepView(step=1, hidden=expert.expand(len(u), -1), uniform=u, rows=torch.arange(len(u)),
-                    active=torch.ones(len(u), dtype=torch.bool), lm=SimpleNamespace(lm_head=lambda h: h))
+    return StepView(hidden=expert.expand(len(u), -1), uniform=u, rows=torch.arange(len(u)),
+                    active=torch.ones(len(u), dtype=torch.bool), row_steps=torch.ones(len(u), dtype=torch.long),
+                    lm=SimpleNamespace(lm_head=lambda h: h))
 
 
 def test_plausibility_cut_and_scores_on_hand_values():
@@ -123,7 +124,7 @@ class Recording(ContrastiveSampler):
         choice = super().choose(view)
         n = self.n
         phys = list(range(view.slot * n, (view.slot + 1) * n)) if view.prefill else list(range(len(view.rows)))
-        steps = [0] * len(phys) if view.prefill else view.row_steps.tolist()
+        steps = view.row_steps.tolist()
         for i, (r, t) in enumerate(zip(phys, steps)):
             if view.active[i]:
                 self.seen.append((self._slot_problem[r // n], r % n, t, self._expert[i], self._last_amateur[i],

@@ -121,8 +121,8 @@ def test_fusion_on_hand_computed_logits():
         if hasattr(es, "admit"):  # samplers with per-slot state learn of a prompt entering slot 0
             es.admit(0, "p")
         for u, want in ((float(1 - p1) - 1e-4, 0), (float(1 - p1) + 1e-4, 1)):
-            view = StepView(step=1, hidden=hidden, uniform=torch.tensor([u], dtype=torch.float64),
-                            rows=torch.tensor([0]), active=torch.tensor([True]), lm=StubLM(),
+            view = StepView(hidden=hidden, uniform=torch.tensor([u], dtype=torch.float64), rows=torch.tensor([0]),
+                            active=torch.tensor([True]), row_steps=torch.tensor([1]), lm=StubLM(),
                             taps=(torch.tensor([[0.3, -0.2]]), hidden))
             assert int(es.choose(view).tokens[0]) == want, (fusion, u)
 

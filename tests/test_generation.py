@@ -4,6 +4,7 @@ import torch
 
 from esamp.generation import generate
 from esamp.models import HiddenTaps, load_model
+from esamp.samplers.base import Choice
 from esamp.samplers.esamp import ESampSampler
 from esamp.samplers.fire import FireSampler
 from esamp.samplers.truncation import TruncationSampler
@@ -84,7 +85,7 @@ def test_eos_stops_a_row_and_max_new_tokens_caps(tiny_lm):
         def choose(self, view):
             c = super().choose(view)
             # rows with even sample index stop after 3 tokens
-            stop = (view.rows % 2 == 0) & torch.tensor(view.step == 2)
+            stop = (view.rows % 2 == 0) & (view.row_steps == 2)
             c.tokens = torch.where(stop, torch.tensor(eos), torch.where(c.tokens == eos, 0, c.tokens))
             return c
 
@@ -101,6 +102,31 @@ def test_eos_stops_a_row_and_max_new_tokens_caps(tiny_lm):
     assert out.stats.row_steps == sum(r.num_tokens - 1 for rows in out.prompts for r in rows) < out.stats.steps * 8
 
 
+def test_row_steps_are_each_rows_own_under_continuous_batching(tiny_lm):
+    """Every row writes token 100 + its `row_steps` entry and ends (EOS) at a step its problem sets. Prompts
+    enter slots while the other slot is mid-generation, so a step shared by all rows (the old `StepView.step`,
+    slot 0's) would give the rows of slot 1 the wrong tokens and ends."""
+    eos, ends = tiny_lm.eos_token_ids[0], {"a": 1, "b": 5, "c": 2, "d": 3}
+
+    class Counting(TruncationSampler):
+        def begin(self, info):
+            super().begin(info)
+            self.slot_end = [0] * info.num_prompts
+
+        def admit(self, slot, problem_id, prompt_ids=None):
+            self.slot_end[slot] = ends[problem_id]
+
+        def choose(self, view):
+            end = torch.tensor(self.slot_end)[view.rows // self.n]
+            return Choice(torch.where(view.row_steps == end, eos, 100 + view.row_steps))
+
+    out = generate(tiny_lm, Counting(n=2), ["w", "x", "y", "z"], list(ends), max_new_tokens=8, batch_prompts=2)
+    assert out.stats.admissions == 4 and out.stats.steps < 8
+    for (pid, end), rows in zip(ends.items(), out.prompts):
+        assert [r.token_ids for r in rows] == [[*range(100, 100 + end), eos]] * 2, pid
+        assert {r.finish_reason for r in rows} == {"eos"}
+
+
 def test_ignore_eos_runs_to_length(tiny_lm):
     out = generate(tiny_lm, TruncationSampler(n=2), PROMPTS[:1], ["a"], max_new_tokens=7, ignore_eos=True)
     assert all(r.num_tokens == 7 for r in out.prompts[0])
@@ -111,7 +137,7 @@ def _scripted(base_cls, forced: list[int]):
     class Scripted(base_cls):
         def choose(self, view):
             c = super().choose(view)
-            c.tokens = torch.full_like(c.tokens, forced[min(view.step, len(forced) - 1)])
+            c.tokens = torch.tensor(forced)[view.row_steps.clamp(max=len(forced) - 1)]
             return c
     return Scripted
 

@@ -63,8 +63,8 @@ def sharp_lm():
 
 def _decode_view(lm, hidden, uniform, step):
     rows = torch.arange(hidden.shape[0])
-    return StepView(step=step, hidden=hidden, uniform=uniform, rows=rows,
-                    active=torch.ones(hidden.shape[0], dtype=torch.bool), lm=lm, row_steps=torch.full_like(rows, step))
+    return StepView(hidden=hidden, uniform=uniform, rows=rows, active=torch.ones(hidden.shape[0], dtype=torch.bool),
+                    row_steps=torch.full_like(rows, step), lm=lm)
 
 
 def test_a_token_the_previous_round_produced_loses_probability_by_p_over_q_to_the_lambda(sharp_lm):

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class BatchInfo:
-    """What a sampler learns when a batch starts. Rows are laid out prompt-major: row r belongs to
-    prompt `r // n` of the batch and is that prompt's sample `r % n`."""
+    """What a sampler learns when a batch starts. Rows are slot-major: row r belongs to slot `r // n` (the
+    batch's prompt `r // n`, `problem_ids[r // n]` at the start) and is that prompt's sample `r % n`."""
 
     lm: "LoadedModel"
     num_prompts: int
@@ -31,30 +31,30 @@ class BatchInfo:
 @dataclass
 class StepView:
     """The current position of every row of the batch (or, at a prefill, of the n rows of the prompt that
-    just entered slot `slot`). Rows are laid out slot-major: physical row i belongs to slot i // n.
+    just entered slot `slot`). Rows are slot-major: physical row i belongs to slot i // n.
 
-    hidden:  (B, H) final normed hidden state (the LM head's input), model dtype.
-    uniform: (B,) float64 in [0, 1): this row's own random number for this step. It depends only on
-             (seed, problem id, sample index, step), so a row's sample never depends on its neighbours.
-    rows:    (B,) long, the batch row index (prompt * n + sample) of each active row.
-    active:  (B,) bool, False for rows that already finished but are still in the batch (they are dropped
-             at the next compaction; samplers must not learn from them).
-    taps:    (source, target) hidden states at this position when the sampler asked for taps.
-    prefill: True at step 0, whose position is the prompt's last token.
-    step:    the step index of the first slot (all rows share it for lock-step samplers, see `continuous`).
+    hidden:    (B, H) final normed hidden state (the LM head's input), model dtype.
+    uniform:   (B,) float64 in [0, 1): this row's own random number for this step. It depends only on
+               (seed, problem id, sample index, step), so a row's sample never depends on its neighbours.
+    rows:      (B,) long, the batch row id (slot * n + sample, slots numbered as at `begin`) of each row.
+    active:    (B,) bool, False for rows that already finished but are still in the batch (they are dropped
+               at the next compaction; samplers must not learn from them).
+    row_steps: (B,) long, each row's step: the index of the token it chooses now (0 at a prefill). Rows of
+               different prompts are at different steps under continuous batching; lock-step samplers
+               (`continuous = False`) see one step on every row.
+    taps:      (source, target) hidden states at this position when the sampler asked for taps.
+    prefill:   True at step 0, whose position is the prompt's last token.
     """
 
-    step: int
     hidden: torch.Tensor
     uniform: torch.Tensor
     rows: torch.Tensor
     active: torch.Tensor
+    row_steps: torch.Tensor
     lm: "LoadedModel"
     taps: tuple[torch.Tensor, torch.Tensor] | None = None
     prefill: bool = False
     slot: int | None = None               # at a prefill: the slot the prompt entered (its rows only)
-    row_steps: torch.Tensor | None = None  # (B,) step index of each row's token (rows of different prompts
-                                           # are at different steps under continuous batching)
     input_ids: torch.Tensor | None = None  # (B,) the token each row fed at this decode step (None at a prefill)
     prompt_hidden: torch.Tensor | None = None  # at a prefill: (L, H) final normed states of the prompt's positions
 

@@ -105,8 +105,11 @@ class DiverseBeamSampler(Sampler):
 
     # ------------------------------------------------------------------------------------------------ step
     def choose(self, view: StepView) -> Choice:
-        n, Gr, G, step = self.num_beams, self.num_groups, self.group_size, view.step
-        rows = view.rows  # prompt-major: every live prompt holds its n rows in a contiguous block
+        # lock-step: every row is at one step, counted here on the host (reading view.row_steps would sync)
+        step = 0 if view.prefill else self._step
+        self._step = step + 1
+        n, Gr, G = self.num_beams, self.num_groups, self.group_size
+        rows = view.rows  # slot-major: every live prompt holds its n rows in a contiguous block
         L = rows.numel() // n
         prompts = rows.view(L, n)[:, 0] // n  # no host sync here: structure is checked in select_rows
         local = torch.arange(n, device=rows.device)
