@@ -1,10 +1,11 @@
 """THE decoding loop. Every sampler plugs in here through `esamp.samplers.base.Sampler`.
 
-Layout: the batch has `slots` prompt slots of n rows each (row = slot * n + sample), all decoded together.
+`Decoder` holds one run's state; `generate` is its public entry. Layout: the batch has `slots` prompt slots of
+n rows each, slot-major (row = slot * n + sample), all decoded together.
 - Continuous batching: when every row of a slot's prompt has finished, the slot takes the next pending prompt
   (the batch never waits for its longest row). A prompt entering a slot is prefilled on its own (batch 1,
   no padding) and its K/V are copied into the slot's n rows of a preallocated per-row KV cache
-  (`esamp.kvcache.RowCache`); its first token comes from the prefill's last position.
+  (`esamp.kvcache.ModelStream` over a `RowCache`); its first token comes from the prefill's last position.
 - Each decode step feeds one token per row at that row's own position. Rows that finished while other rows of
   their prompt still run stay in the batch, masked inactive (samplers must not learn from them), until their
   slot is refilled: rows never move, so no cache is ever copied. On CPU, once more than a tenth of the rows
@@ -27,16 +28,31 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable, Sequence
 
 import torch
 
-from esamp.kvcache import RowCache
+from esamp.kvcache import ModelStream
 from esamp.models import HiddenTaps, LoadedModel
 from esamp.runtime import tune_cpu_allocator
-from esamp.samplers.base import BatchInfo, Sampler, StepView
+from esamp.samplers.base import BatchInfo, Choice, Sampler, StepView
 from esamp.samplers.truncation import NoProbabilityMass
 from esamp.seeding import row_uniforms
+
+
+class Finish(str, Enum):
+    """Why a row ended; the value is what samples.jsonl records. `code` is the row's number in the loop's
+    device tensor (0, LENGTH: not ended by a token, so the budget ended it)."""
+
+    LENGTH = "length"
+    EOS = "eos"
+    STOP = "stop"
+    SAMPLER = "sampler"  # the sampler retired the row (beam search)
+
+    @property
+    def code(self) -> int:
+        return list(Finish).index(self)
 
 
 @dataclass
@@ -45,15 +61,12 @@ class RowResult:
     sample_index: int
     token_ids: list[int]
     text: str
-    finish_reason: str  # "eos" | "stop" | "length" | "sampler"
+    finish_reason: str  # a `Finish` value: "eos" | "stop" | "length" | "sampler"
     meta: dict = field(default_factory=dict)
 
     @property
     def num_tokens(self) -> int:
         return len(self.token_ids)
-
-
-FINISH_REASONS = ("length", "eos", "stop", "sampler")
 
 
 @dataclass
@@ -88,223 +101,282 @@ class GenerationOutput:
 
 
 class _Batch:
-    """The loop's per-row state. `slot_prompt[g]` is the prompt index in slot g (None: free)."""
+    """Per-row state of the rows in the batch (slot-major). `slot_prompt[g]` is the prompt in slot g (None:
+    free); `step[r]` is the index of row r's next token."""
 
     def __init__(self, slots: int, n: int, max_new: int, device):
         rows = slots * n
         self.n, self.max_new = n, max_new
         self.slot_prompt: list[int | None] = [None] * slots
-        self.slot_step = [0] * slots             # tokens generated so far by the slot's prompt
-        self.slot_length = [0] * slots           # tokens in the cache of the slot's rows (host copy)
+        self.slot_step = [0] * slots             # tokens generated so far by the slot's prompt (host copy)
         self.history = torch.zeros((rows, max_new), dtype=torch.long, device=device)
         self.uniforms = torch.zeros((rows, max_new), dtype=torch.float64, device=device)
         self.gen_len = torch.full((rows,), max_new, dtype=torch.long, device=device)
-        self.why = torch.zeros(rows, dtype=torch.long, device=device)
+        self.why = torch.zeros(rows, dtype=torch.long, device=device)  # a `Finish.code` per row
         self.active = torch.zeros(rows, dtype=torch.bool, device=device)
         self.last = torch.zeros(rows, dtype=torch.long, device=device)
         self.row_ids = torch.arange(rows, device=device)  # the sampler's batch row id of each row
-        self.step = torch.zeros(rows, dtype=torch.long, device=device)  # step index of each row's next token
+        self.step = torch.zeros(rows, dtype=torch.long, device=device)
 
     def rows_of(self, g: int) -> slice:
         return slice(g * self.n, (g + 1) * self.n)
 
+    def free(self) -> list[int]:
+        return [g for g, p in enumerate(self.slot_prompt) if p is None]
+
     def select(self, keep_slots: list[int], keep: torch.Tensor) -> None:
         for name in ("history", "uniforms", "gen_len", "why", "active", "last", "row_ids", "step"):
             setattr(self, name, getattr(self, name).index_select(0, keep))
-        for name in ("slot_prompt", "slot_step", "slot_length"):
+        for name in ("slot_prompt", "slot_step"):
             values = getattr(self, name)
             setattr(self, name, [values[g] for g in keep_slots])
 
 
-def generate(
-    lm: LoadedModel,
-    sampler: Sampler,
-    prompts: Sequence[str],
-    problem_ids: Sequence[str],
-    *,
-    max_new_tokens: int,
-    seed: int = 0,
-    batch_prompts: int | None = None,
-    stop_strings: Sequence[str] = (),
-    ignore_eos: bool = False,
-    sync_every: int | None = None,
-    on_prompt_done: Callable[[int, list[RowResult]], None] | None = None,
-    on_snapshot: Callable[[dict, GenerationStats], None] | None = None,
-    snapshot_every: float = 120.0,
-) -> GenerationOutput:
+class Decoder:
+    """One run of the loop over `prompts`: the batch state and the model's stream, with admission, decode
+    steps, recording, reporting and compaction as methods. `run()` returns the `GenerationOutput`."""
+
+    def __init__(self, lm: LoadedModel, sampler: Sampler, prompts: Sequence[str], problem_ids: Sequence[str], *,
+                 max_new_tokens: int, seed: int = 0, batch_prompts: int | None = None,
+                 stop_strings: Sequence[str] = (), ignore_eos: bool = False, sync_every: int | None = None,
+                 on_prompt_done: Callable[[int, list[RowResult]], None] | None = None,
+                 on_snapshot: Callable[[dict, GenerationStats], None] | None = None,
+                 snapshot_every: float = 120.0):
+        if len(prompts) != len(problem_ids):
+            raise ValueError("prompts and problem_ids differ in length")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={max_new_tokens} is invalid: allowed values are integers >= 1")
+        if stop_strings and sampler.handles_eos:
+            raise ValueError(f"sampler {sampler.name} decides where its rows end (beam search): stop strings are "
+                             "not supported with it, since they would retire single beams of a prompt")
+        if lm.device.type == "cpu":
+            tune_cpu_allocator()  # large per-step temporaries reuse heap pages instead of faulting in fresh ones
+        self.lm, self.sampler, self.problem_ids, self.seed = lm, sampler, problem_ids, seed
+        self.max_new, self.stop_strings, self.snapshot_every = max_new_tokens, tuple(stop_strings), snapshot_every
+        self.on_prompt_done, self.on_snapshot = on_prompt_done, on_snapshot
+        self.device, self.n, P = lm.device, sampler.n, len(prompts)
+        self.slots = max(1, min(batch_prompts or P, P))
+        self.sync_every = 1 if stop_strings else (sync_every or (8 if self.device.type == "cuda" else 1))
+        self.eos = torch.tensor(lm.eos_token_ids, device=self.device)
+        self.stop_on_eos = not (ignore_eos or sampler.handles_eos)
+        self.encoded = [lm.encode(p) for p in prompts]
+        if any(len(e) == 0 for e in self.encoded):
+            raise ValueError("an empty prompt cannot be generated from (no position to start at)")
+        self.results: list[list[RowResult] | None] = [None] * P
+        self.pending = list(range(P))
+        self.stats = GenerationStats()
+        self.width = max((len(e) for e in self.encoded), default=0) + max_new_tokens
+        self.taps: HiddenTaps | None = None
+        self.stream: ModelStream | None = None
+        self.batch: _Batch | None = None
+
+    def run(self) -> GenerationOutput:
+        """Until every prompt is reported: the host's bookkeeping every `sync_every` steps (and whenever a
+        slot reaches the budget), and a decode step of every row."""
+        if not self.pending:
+            return GenerationOutput(prompts=[], telemetry={}, stats=self.stats)
+        self.taps = HiddenTaps(self.lm, self.sampler.taps) if self.sampler.taps else None
+        self.t0 = self.last_snapshot = time.perf_counter()
+        try:
+            self.begin_wave()
+            since_sync = 0
+            while True:
+                since_sync += 1
+                at_limit = [g for g, s in enumerate(self.batch.slot_step) if s >= self.max_new]
+                if at_limit or since_sync >= self.sync_every:
+                    since_sync = 0
+                    if not self.sync(at_limit):
+                        break
+                self.step()
+        finally:
+            if self.taps is not None:
+                self.taps.remove()
+        telemetry = self.sampler.end()
+        self.stats.seconds = time.perf_counter() - self.t0
+        return GenerationOutput(prompts=self.results, telemetry=telemetry, stats=self.stats)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ the device side, every step
+    def step(self) -> None:
+        """One decode step of every row, each at its own position."""
+        b = self.batch
+        # 1. forward one token per row (on CPU, once enough rows finished, only the active rows)
+        fwd = _rows_to_forward(b.active, self.sampler) if self.device.type == "cpu" else None
+        hidden = self.stream.step(b.last, fwd)
+        # 2. the sampler sees every batch row: rows left out get zeros (finished: never used)
+        if fwd is not None:
+            hidden = hidden.new_zeros((b.active.numel(), hidden.shape[-1])).index_copy_(0, fwd, hidden)
+            if self.taps is not None:
+                self.taps.scatter(fwd, b.active.numel())
+        # 3. each row's own uniform at its own step; the sampler chooses; the loop records
+        uniform = b.uniforms.gather(1, b.step.clamp(max=self.max_new - 1)[:, None]).squeeze(1)
+        view = StepView(hidden=hidden, uniform=uniform, rows=b.row_ids, active=b.active, row_steps=b.step,
+                        lm=self.lm, taps=self.taps.read(hidden) if self.taps is not None else None,
+                        input_ids=b.last)
+        self.record(slice(None), self.choose(view))
+        # 4. advance
+        b.step += 1
+        b.slot_step = [s + 1 for s in b.slot_step]
+        self.stats.steps += 1
+        self.stats.row_steps += b.active.numel() if fwd is None else fwd.numel()
+
+    def record(self, rows: slice, choice: Choice) -> None:
+        """Store the chosen tokens of `rows` at each row's step and mark the rows that finish."""
+        b, last = self.batch, choice.tokens
+        if choice.parents is not None:  # beam search: rows continue other rows' histories (within a prompt)
+            base = rows.start or 0
+            b.history[rows] = b.history[rows][choice.parents]
+            if rows == slice(None):  # at a prefill the slot's rows share one cache: nothing to reorder
+                self.stream.reorder(choice.parents + base)
+        active, cols = b.active[rows], b.step[rows]
+        b.history[rows] = b.history[rows].scatter(1, cols.clamp(max=self.max_new - 1)[:, None], last[:, None])
+        code = torch.zeros_like(last)
+        if self.stop_on_eos:
+            code = torch.where(torch.isin(last, self.eos), Finish.EOS.code, code)
+        if choice.finished is not None:
+            code = torch.where(choice.finished, Finish.SAMPLER.code, code)
+        newly = (code > 0) & active
+        b.gen_len[rows] = torch.where(newly, cols + 1, b.gen_len[rows])
+        b.why[rows] = torch.where(newly, code, b.why[rows])
+        b.active[rows] = active & ~newly
+        b.last[rows] = last
+
+    def choose(self, view: StepView, first_row: int = 0) -> Choice:
+        """sampler.choose, with a sampling failure turned into an error that names the step, the problem and
+        sample of each bad row and the sampler's settings (never a silently garbage token)."""
+        try:
+            return self.sampler.choose(view)
+        except NoProbabilityMass as err:
+            b, where = self.batch, []
+            for r in err.rows[:8]:
+                row = first_row + r
+                p = b.slot_prompt[row // b.n]
+                where.append(f"problem {self.problem_ids[p]!r} sample {row % b.n} step {int(b.step[row])}")
+            raise RuntimeError(f"sampler {self.sampler.name} produced logits with no finite probability mass (NaN, "
+                               f"+inf or all -inf; e.g. a diverged Distiller through the fusion) at "
+                               f"{'; '.join(where)}{' ...' if len(err.rows) > 8 else ''}; settings: "
+                               f"{self.sampler.describe()}") from err
+
+    # ------------------------------------------------------------------ the host side, every sync_every steps
+    def sync(self, at_limit: list[int]) -> bool:
+        """Bookkeeping on the host; False when every prompt is done."""
+        b = self.batch
+        # 1. rows whose text now holds a stop string end there
+        if self.stop_strings:
+            self.check_stop_strings()
+        # 2. prompts whose rows all ended (or reached the budget) are reported; their slots free up
+        alive = b.active.view(-1, self.n).any(1).tolist()
+        for g in [g for g in range(len(alive)) if not alive[g] or g in at_limit]:
+            self.report(g)
+        # 3. pending prompts take the free slots (lock-step samplers: the next wave, once all are free)
+        free = b.free()
+        if free and self.pending and self.sampler.continuous:
+            for g in free[: len(self.pending)]:
+                self.admit(g)
+        elif self.pending and len(free) == len(b.slot_prompt):
+            self.begin_wave()
+        # 4. slots nothing takes leave the batch
+        free = self.batch.free()
+        if len(free) == len(self.batch.slot_prompt):
+            return False
+        if free:
+            self.compact()
+        return True
+
+    def begin_wave(self) -> None:
+        """Fresh batch state for up to `slots` prompts (once, or per wave for lock-step samplers)."""
+        wave = self.pending[: self.slots]
+        self.stream = ModelStream(self.lm, len(wave), self.n, self.max_new, self.device, width=self.width)
+        self.batch = _Batch(len(wave), self.n, self.max_new, self.device)
+        self.sampler.begin(BatchInfo(lm=self.lm, num_prompts=len(wave), n=self.n, max_new_tokens=self.max_new,
+                                     device=self.device, problem_ids=tuple(self.problem_ids[p] for p in wave),
+                                     seed=self.seed))
+        for g in range(len(wave)):
+            self.admit(g)
+
+    def admit(self, g: int) -> None:
+        """The next pending prompt enters slot g: its prefill alone, its K/V into the slot's rows, first token."""
+        p, b, n = self.pending.pop(0), self.batch, self.n
+        tp = time.perf_counter()
+        rows = b.rows_of(g)
+        b.slot_prompt[g], b.slot_step[g] = p, 1
+        self.sampler.admit(g, self.problem_ids[p], self.encoded[p])
+        out = self.stream.prefill(g, self.encoded[p])
+        hidden = out.last_hidden_state[:, -1].expand(n, -1)
+        b.uniforms[rows] = row_uniforms(self.seed, [self.problem_ids[p]], n, self.max_new).to(self.device)
+        b.gen_len[rows], b.why[rows], b.active[rows], b.step[rows] = self.max_new, Finish.LENGTH.code, True, 0
+        if self.taps is not None:
+            self.taps.repeat(n)  # the prompt's taps, once per sample row
+        view = StepView(hidden=hidden, uniform=b.uniforms[rows, 0], rows=b.row_ids[rows], active=b.active[rows],
+                        row_steps=b.step[rows], lm=self.lm, prefill=True, slot=g,
+                        prompt_hidden=out.last_hidden_state[0],
+                        taps=self.taps.read(hidden) if self.taps is not None else None)
+        self.record(rows, self.choose(view, rows.start))
+        b.step[rows] = 1
+        self.stats.admissions += 1
+        self.stats.prefill_seconds += time.perf_counter() - tp
+
+    def report(self, g: int) -> None:
+        """Slot g's prompt is done: decode its rows, hand them over, free the slot."""
+        b, tok = self.batch, self.lm.tokenizer
+        p, rows = b.slot_prompt[g], b.rows_of(g)
+        b.active[rows] = False
+        lengths, reasons = b.gen_len[rows].tolist(), b.why[rows].tolist()
+        history = b.history[rows].tolist()
+        out = []
+        for s, (length, code) in enumerate(zip(lengths, reasons)):
+            toks = history[s][:length]
+            text = tok.decode(toks, skip_special_tokens=True)
+            for stop in self.stop_strings:  # the stop string itself is not part of the completion
+                if (cut := text.find(stop)) >= 0:
+                    text = text[:cut]
+            out.append(RowResult(p, s, toks, text, list(Finish)[code].value))
+        self.results[p] = self.sampler.finalize(int(b.row_ids[rows.start]) // self.n, out)
+        self.stats.tokens += sum(r.num_tokens for r in self.results[p])
+        b.slot_prompt[g] = None
+        if self.on_prompt_done:
+            self.on_prompt_done(p, self.results[p])
+        if self.on_snapshot and time.perf_counter() - self.last_snapshot >= self.snapshot_every:
+            self.stats.seconds = time.perf_counter() - self.t0
+            self.on_snapshot(self.sampler.snapshot(), dataclasses.replace(self.stats))
+            self.last_snapshot = time.perf_counter()
+
+    def compact(self) -> None:
+        """The free slots leave the batch (nothing is pending to take them): one copy of every row's state."""
+        b = self.batch
+        keep_slots = [g for g, p in enumerate(b.slot_prompt) if p is not None]
+        keep = torch.cat([torch.arange(g * self.n, (g + 1) * self.n, device=self.device) for g in keep_slots])
+        self.stats.compactions += len(b.slot_prompt) - len(keep_slots)
+        self.stream.select(keep_slots)
+        self.sampler.select_rows(keep)
+        b.select(keep_slots, keep)
+
+    def check_stop_strings(self) -> None:
+        """Mark active rows whose recent text contains a stop string (decodes only a tail window). Runs every
+        step when stop strings are set, so the stop is caught at the token that completes it."""
+        b, tok = self.batch, self.lm.tokenizer
+        for r in b.active.nonzero().squeeze(-1).tolist():
+            step = int(b.step[r])
+            lo = max(0, step - 48)
+            tail = tok.decode(b.history[r, lo:step].tolist(), skip_special_tokens=True)
+            if any(s in tail for s in self.stop_strings):
+                b.active[r], b.gen_len[r], b.why[r] = False, step, Finish.STOP.code
+
+
+def generate(lm: LoadedModel, sampler: Sampler, prompts: Sequence[str], problem_ids: Sequence[str], *,
+             max_new_tokens: int, seed: int = 0, batch_prompts: int | None = None, stop_strings: Sequence[str] = (),
+             ignore_eos: bool = False, sync_every: int | None = None,
+             on_prompt_done: Callable[[int, list[RowResult]], None] | None = None,
+             on_snapshot: Callable[[dict, GenerationStats], None] | None = None,
+             snapshot_every: float = 120.0) -> GenerationOutput:
     """Generate `sampler.n` completions for every prompt (already rendered text), `batch_prompts` prompts
     in flight at a time (default: all). `on_prompt_done(prompt_index, rows)` fires as soon as all n rows of
     a prompt are finished; `on_snapshot(telemetry, stats)` gets the sampler's telemetry and the generation
     statistics so far (tokens of the prompts reported, seconds until now) at most every `snapshot_every`
     seconds (after a prompt finished), so a killed run keeps them."""
-    if len(prompts) != len(problem_ids):
-        raise ValueError("prompts and problem_ids differ in length")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens={max_new_tokens} is invalid: allowed values are integers >= 1")
-    if stop_strings and sampler.handles_eos:
-        raise ValueError(f"sampler {sampler.name} decides where its rows end (beam search): stop strings are not "
-                         "supported with it, since they would retire single beams of a prompt")
-    if lm.device.type == "cpu":
-        tune_cpu_allocator()  # large per-step temporaries reuse heap pages instead of faulting in fresh ones
-    stats = GenerationStats()
-    device, n, P = lm.device, sampler.n, len(prompts)
-    slots = max(1, min(batch_prompts or P, P))
-    sync_every = 1 if stop_strings else (sync_every or (8 if device.type == "cuda" else 1))
-    tok = lm.tokenizer
-    eos = torch.tensor(lm.eos_token_ids, device=device)
-    stop_on_eos = not (ignore_eos or sampler.handles_eos)
-    encoded = [lm.encode(p) for p in prompts]
-    if any(len(e) == 0 for e in encoded):
-        raise ValueError("an empty prompt cannot be generated from (no position to start at)")
-    results: list[list[RowResult | None]] = [[None] * n for _ in range(P)]
-    pending = list(range(P))
-    if not P:
-        return GenerationOutput(prompts=[], telemetry={}, stats=stats)
-
-    width = max(len(e) for e in encoded) + max_new_tokens
-    taps = HiddenTaps(lm, sampler.taps) if sampler.taps else None
-    cache: RowCache | None = None
-    batch: _Batch | None = None
-    t0 = last_snapshot = time.perf_counter()
-
-    def begin_wave() -> None:
-        """Fresh batch state for up to `slots` prompts (once, or per wave for lock-step samplers)."""
-        nonlocal cache, batch
-        wave = pending[: slots]
-        cache = RowCache(lm.model, len(wave) * n, width, device, lm.dtype)
-        batch = _Batch(len(wave), n, max_new_tokens, device)
-        sampler.begin(BatchInfo(lm=lm, num_prompts=len(wave), n=n, max_new_tokens=max_new_tokens, device=device,
-                                problem_ids=tuple(problem_ids[p] for p in wave), seed=seed))
-        for g in range(len(wave)):
-            admit(g)
-
-    def admit(g: int) -> None:
-        """Prompt pending[0] enters slot g: prefill alone, copy its K/V into the slot's rows, first token."""
-        p = pending.pop(0)
-        tp = time.perf_counter()
-        rows = batch.rows_of(g)
-        batch.slot_prompt[g], batch.slot_step[g], batch.slot_length[g] = p, 1, len(encoded[p])
-        sampler.admit(g, problem_ids[p], encoded[p])
-        with torch.no_grad():
-            out = lm.decoder(input_ids=torch.tensor([encoded[p]], device=device), use_cache=True)
-        cache.load(torch.arange(rows.start, rows.stop, device=device), out.cache, len(encoded[p]))
-        hidden = out.last_hidden_state[:, -1].expand(n, -1)
-        batch.uniforms[rows] = row_uniforms(seed, [problem_ids[p]], n, max_new_tokens).to(device)
-        batch.gen_len[rows], batch.why[rows], batch.active[rows], batch.step[rows] = max_new_tokens, 0, True, 0
-        view = StepView(hidden=hidden, uniform=batch.uniforms[rows, 0], rows=batch.row_ids[rows],
-                        active=batch.active[rows], row_steps=batch.step[rows], lm=lm, prefill=True, slot=g,
-                        prompt_hidden=out.last_hidden_state[0],
-                        taps=_prefill_taps(taps, hidden, n))
-        record(rows, _choose(sampler, view, batch, problem_ids, rows.start))
-        batch.step[rows] = 1
-        stats.admissions += 1
-        stats.prefill_seconds += time.perf_counter() - tp
-
-    def record(rows: slice, choice) -> None:
-        """Store the chosen tokens of `rows` at each row's step and mark the rows that finish."""
-        last = choice.tokens
-        if choice.parents is not None:  # beam search: rows continue other rows' histories (within a prompt)
-            base = rows.start or 0
-            batch.history[rows] = batch.history[rows][choice.parents]
-            if rows == slice(None):  # at a prefill the slot's rows share one cache: nothing to reorder
-                cache.reorder(choice.parents + base)
-        active, cols = batch.active[rows], batch.step[rows]
-        batch.history[rows] = batch.history[rows].scatter(1, cols.clamp(max=max_new_tokens - 1)[:, None],
-                                                          last[:, None])
-        code = torch.zeros_like(last)
-        if stop_on_eos:
-            code = torch.where(torch.isin(last, eos), 1, code)
-        if choice.finished is not None:
-            code = torch.where(choice.finished, 3, code)
-        newly = (code > 0) & active
-        batch.gen_len[rows] = torch.where(newly, cols + 1, batch.gen_len[rows])
-        batch.why[rows] = torch.where(newly, code, batch.why[rows])
-        batch.active[rows] = active & ~newly
-        batch.last[rows] = last
-
-    def report(g: int) -> None:
-        """Host side: slot g's prompt is done; decode its rows and hand them over."""
-        nonlocal last_snapshot
-        p, rows = batch.slot_prompt[g], batch.rows_of(g)
-        batch.active[rows] = False
-        lengths, reasons = batch.gen_len[rows].tolist(), batch.why[rows].tolist()
-        history = batch.history[rows].tolist()
-        out = []
-        for s, (length, code) in enumerate(zip(lengths, reasons)):
-            toks = history[s][:length]
-            text = tok.decode(toks, skip_special_tokens=True)
-            for stop in stop_strings:  # the stop string itself is not part of the completion
-                if (cut := text.find(stop)) >= 0:
-                    text = text[:cut]
-            out.append(RowResult(p, s, toks, text, FINISH_REASONS[code]))
-        results[p] = sampler.finalize(int(batch.row_ids[rows.start]) // n, out)
-        stats.tokens += sum(r.num_tokens for r in results[p])
-        batch.slot_prompt[g] = None
-        if on_prompt_done:
-            on_prompt_done(p, results[p])
-        if on_snapshot and time.perf_counter() - last_snapshot >= snapshot_every:
-            stats.seconds = time.perf_counter() - t0
-            on_snapshot(sampler.snapshot(), dataclasses.replace(stats))
-            last_snapshot = time.perf_counter()
-
-    try:
-        begin_wave()
-        since_sync = 0
-        while True:
-            since_sync += 1
-            at_limit = [g for g, s in enumerate(batch.slot_step) if s >= max_new_tokens]  # all rows: "length"
-            if at_limit or since_sync >= sync_every:
-                since_sync = 0
-                if stop_strings:
-                    _check_stop_strings(tok, batch, stop_strings)
-                alive = batch.active.view(-1, n).any(1).tolist()
-                for g in [g for g in range(len(alive)) if not alive[g] or g in at_limit]:
-                    report(g)
-                free = [g for g, p in enumerate(batch.slot_prompt) if p is None]
-                if free and pending and sampler.continuous:
-                    for g in free[: len(pending)]:
-                        admit(g)
-                elif pending and len(free) == len(batch.slot_prompt):  # lock-step sampler: next wave
-                    begin_wave()
-                free = [g for g, p in enumerate(batch.slot_prompt) if p is None]
-                if len(free) == len(batch.slot_prompt):
-                    break
-                if free:  # nothing takes these slots: they leave the batch
-                    keep_slots = [g for g, p in enumerate(batch.slot_prompt) if p is not None]
-                    keep = torch.cat([torch.arange(g * n, (g + 1) * n, device=device) for g in keep_slots])
-                    cache.select(keep)
-                    sampler.select_rows(keep)
-                    batch.select(keep_slots, keep)
-                    stats.compactions += len(free)
-            # ---- one decode step of every row, each at its own position ----
-            span = max(length + step for length, step in zip(batch.slot_length, batch.slot_step))
-            fwd = _rows_to_forward(batch.active, sampler) if device.type == "cpu" else None
-            mask = cache.begin_step(span, fwd)
-            every = slice(None) if fwd is None else fwd
-            with torch.no_grad():
-                out = lm.decoder(input_ids=batch.last[every, None], attention_mask=mask,
-                                 position_ids=cache.length[every, None], cache=cache, use_cache=True)
-            cache.end_step()
-            hidden = out.last_hidden_state[:, -1]
-            if fwd is not None:  # the sampler sees every batch row; finished rows get zeros (never used)
-                hidden = hidden.new_zeros((batch.active.numel(), hidden.shape[-1])).index_copy_(0, fwd, hidden)
-                if taps is not None:
-                    taps.scatter(fwd, batch.active.numel())
-            uniform = batch.uniforms.gather(1, batch.step.clamp(max=max_new_tokens - 1)[:, None]).squeeze(1)
-            view = StepView(hidden=hidden, uniform=uniform, rows=batch.row_ids, active=batch.active,
-                            row_steps=batch.step, lm=lm, taps=taps.read(hidden) if taps is not None else None,
-                            input_ids=batch.last)
-            record(slice(None), _choose(sampler, view, batch, problem_ids))
-            batch.step += 1
-            batch.slot_step = [s + 1 for s in batch.slot_step]
-            stats.steps += 1
-            stats.row_steps += batch.active.numel() if fwd is None else fwd.numel()
-    finally:
-        if taps is not None:
-            taps.remove()
-    telemetry = sampler.end()
-    stats.seconds = time.perf_counter() - t0
-    return GenerationOutput(prompts=results, telemetry=telemetry, stats=stats)  # type: ignore[arg-type]
+    return Decoder(lm, sampler, prompts, problem_ids, max_new_tokens=max_new_tokens, seed=seed,
+                   batch_prompts=batch_prompts, stop_strings=stop_strings, ignore_eos=ignore_eos,
+                   sync_every=sync_every, on_prompt_done=on_prompt_done, on_snapshot=on_snapshot,
+                   snapshot_every=snapshot_every).run()
 
 
 # Forward only the active rows when fewer than this fraction of the batch's rows are active. A slot's prompt
@@ -325,36 +397,3 @@ def _rows_to_forward(active: torch.Tensor, sampler: Sampler) -> torch.Tensor | N
         return None
     return active.nonzero().squeeze(1)
 
-
-def _choose(sampler: Sampler, view: StepView, batch: _Batch, problem_ids, first_row: int = 0):
-    """sampler.choose, with a sampling failure turned into an error that names the step, the problem and
-    sample of each bad row and the sampler's settings (never a silently garbage token)."""
-    try:
-        return sampler.choose(view)
-    except NoProbabilityMass as err:
-        where = []
-        for r in err.rows[:8]:
-            row = first_row + r
-            p = batch.slot_prompt[row // batch.n]
-            where.append(f"problem {problem_ids[p]!r} sample {row % batch.n} step {int(batch.step[row])}")
-        raise RuntimeError(f"sampler {sampler.name} produced logits with no finite probability mass (NaN, +inf or "
-                           f"all -inf; e.g. a diverged Distiller through the fusion) at {'; '.join(where)}"
-                           f"{' ...' if len(err.rows) > 8 else ''}; settings: {sampler.describe()}") from err
-
-
-def _prefill_taps(taps, hidden, n):
-    if taps is None:
-        return None
-    taps.repeat(n)
-    return taps.read(hidden)
-
-
-def _check_stop_strings(tok, batch: _Batch, stop_strings) -> None:
-    """Mark active rows whose recent text contains a stop string (decodes only a tail window). Runs every
-    step when stop strings are set, so the stop is caught at the token that completes it."""
-    for r in batch.active.nonzero().squeeze(-1).tolist():
-        step = int(batch.step[r])
-        lo = max(0, step - 48)
-        tail = tok.decode(batch.history[r, lo:step].tolist(), skip_special_tokens=True)
-        if any(s in tail for s in stop_strings):
-            batch.active[r], batch.gen_len[r], batch.why[r] = False, step, 2

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from esamp.generation import generate
+from esamp.generation import Finish, generate
 from esamp.models import HiddenTaps, load_model
 from esamp.samplers.base import Choice
 from esamp.samplers.esamp import ESampSampler
@@ -124,7 +124,7 @@ def test_row_steps_are_each_rows_own_under_continuous_batching(tiny_lm):
     assert out.stats.admissions == 4 and out.stats.steps < 8
     for (pid, end), rows in zip(ends.items(), out.prompts):
         assert [r.token_ids for r in rows] == [[*range(100, 100 + end), eos]] * 2, pid
-        assert {r.finish_reason for r in rows} == {"eos"}
+        assert {r.finish_reason for r in rows} == {Finish.EOS.value}
 
 
 def test_ignore_eos_runs_to_length(tiny_lm):
