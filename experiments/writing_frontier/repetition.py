@@ -10,19 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 
 import numpy as np
 
 from esamp.analysis.runs import find_results, load_samples
 from esamp.analysis.stats import bootstrap_weights, interval
-from esamp.metrics.diversity import ngrams
-
-
-def loops(text: str, n: int, min_count: int = 2) -> bool:
-    """True when some n-word sequence occurs at least min_count times in the text."""
-    counts = Counter(ngrams(text.split(), n))  # case kept: a loop repeats the same words
-    return bool(counts) and max(counts.values()) >= min_count
+from esamp.metrics.repetition import loops  # the detector lives in the package now (kept importable here)
 
 
 def main(argv=None) -> int:
