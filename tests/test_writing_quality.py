@@ -133,3 +133,54 @@ def test_lm_features_do_not_depend_on_the_batch(tiny_lm):
     assert both.shape == (2, tiny_lm.model.config.hidden_size)
     np.testing.assert_allclose(both[1], alone[0], atol=1e-5)
     assert not np.allclose(both[0], both[1])
+
+
+def _fake_arm(root, name, sampler, rng, shift, prompts, n=4):
+    d = root / name
+    d.mkdir()
+    per_prompt, rows = {}, []
+    for p in prompts:
+        per_prompt[p] = {"vendi": 3 + shift + rng.normal(0, 0.01), "pairwise_cosine": 0.5 - shift / 10,
+                         "perplexity": 10 + 10 * shift, "perplexities": [10 + 10 * shift] * n}
+        for i in range(n):
+            rows.append({"problem_id": p, "sample_index": i, "prompt": f"prompt {p}",
+                         "completion": f"text {p} {i} " + " ".join(f"w{j}" for j in range(12))})
+    (d / "results.json").write_text(json.dumps({"task": "creative_writing", "sampler": sampler,
+                                                "task_metrics": {"per_prompt": per_prompt}}))
+    (d / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def test_quality_analysis_end_to_end_on_tiny_runs(tmp_path):
+    from esamp.analysis.writing_quality import quality_analysis
+    from esamp.analysis.writing_quality_report import quality_markdown, summary
+
+    rng = np.random.default_rng(0)
+    prompts = [f"book/{i}" for i in range(30)]
+    runs, cache = tmp_path / "runs", tmp_path / "cache"
+    runs.mkdir()
+    cache.mkdir()
+    human = rng.normal(size=(len(prompts), 8))
+    np.savez(cache / "references.npz", pid=np.array(prompts), lm=human, emb=human, prompt_emb=human)
+    arms = [("t08", {"name": "temperature", "temperature": 0.8}, 0.0, 0.3),
+            ("t1", {"name": "temperature", "temperature": 1.0}, 1.0, 1.5),
+            ("esamp", {"name": "esamp", "temperature": 1.0, "beta": 0.25}, 2.0, 0.9)]
+    for name, sampler, shift, far in arms:
+        rows = _fake_arm(runs, name, sampler, rng, shift, prompts)
+        pid = np.array([r["problem_id"] for r in rows])
+        feats = human[[prompts.index(p) for p in pid]] * 0.5 + rng.normal(0, far, size=(len(pid), 8))
+        idx = dict(pid=pid, sample_index=np.array([r["sample_index"] for r in rows]))
+        np.savez(cache / f"{name}.emb.npz", **idx, emb=feats, prompt_emb=human[[prompts.index(p) for p in pid]])
+        np.savez(cache / f"{name}.lm.npz", **idx, lm=feats)
+    res = quality_analysis(runs, cache, resamples=200)
+    rows = {r["arm"]: r for r in res["rows"]}
+    # samples near the human texts (t08: little noise) score higher MAUVE and coherence than far ones (t1)
+    assert rows["t08"]["mauve_minilm"] > rows["t1"]["mauve_minilm"]
+    assert rows["t08"]["coherence"] > rows["t1"]["coherence"]
+    assert rows["esamp"]["loop_rate"] == 0.0 and rows["esamp"]["ppl_loopfree"] == pytest.approx(30.0)
+    # esamp: Vendi 5 against a curve from 3 to 4: beyond wherever its quality lies within the curve's range
+    got = {(v["axis"], v["metric"]): v["verdict"] for v in res["verdicts"]}
+    assert got[("coherence", "vendi")] == "beyond the frontier"
+    assert got[("perplexity", "vendi")] == "outside the temperature curve's range"  # 30 > the curve's 20
+    assert "verdict on the quality axes" in quality_markdown(res)
+    assert summary(res)[0]["arm"] == "esamp"

@@ -61,7 +61,10 @@ def frontier_markdown(res: Mapping[str, Any]) -> str:
                 "The frontier: the temperature arms' mean (perplexity, diversity) points joined in order of "
                 "perplexity, piecewise linear, rebuilt in every resample. Difference = arm - frontier at the arm's "
                 "perplexity, paired over prompts. Beyond = more diverse at equal perplexity (Vendi above, cosine "
-                "below the curve) with the whole interval on that side."
+                "below the curve) with the whole interval on that side. This is one quality axis: the judge's perplexity "
+                "falls when a sample loops, so a verdict here is \"beyond at equal judge perplexity\"; "
+                "`esamp.cli.writing_quality` repeats the test at equal MAUVE, coherence and loop-free perplexity, "
+                "and an arm counts as beyond only where it is beyond there too."
                 + (" Prompt relevance (mean cosine between the prompt and each continuation) is compared with the "
                    "temperature curve the same way: a check of what the diversity costs in staying on topic, not "
                    "part of the verdict on diversity." if RELEVANCE in res.get("tested", []) else "") + "\n",
