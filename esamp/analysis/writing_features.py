@@ -101,7 +101,9 @@ def main(argv=None) -> int:
     ap.add_argument("--arms", help="comma-separated arm names, in the order to compute (default: all)")
     ap.add_argument("--lm-samples", type=int, default=None,
                     help="LM features for the first N samples of each prompt only (default: all)")
+    ap.add_argument("--stages", default="emb,lm", help="which features: emb (MiniLM), lm (SmolLM2), or both")
     args = ap.parse_args(argv)
+    stages = set(args.stages.split(","))
     import os
 
     import torch
@@ -119,12 +121,12 @@ def main(argv=None) -> int:
         items = references(runs[names[0]], args.data_dir or os.environ["ESAMP_DATA_DIR"])
         np.savez(ref_path, **reference_features(items, lm, embedder))
         print(ref_path, flush=True)
-    for name in names:  # the embeddings first (cheap), then the LM features arm by arm
+    for name in names if "emb" in stages else []:  # the embeddings first (cheap), then the LM features
         path = cache / f"{name}.emb.npz"
         if not path.exists():
             np.savez(path, **arm_embeddings(runs[name], embedder))
             print(path, flush=True)
-    for name in names:
+    for name in names if "lm" in stages else []:
         path = cache / f"{name}.lm.npz"
         if not path.exists():
             np.savez(path, **arm_lm_features(runs[name], lm, args.lm_samples))

@@ -54,18 +54,19 @@ def verdict_table(res: Mapping[str, Any]) -> str:
     return markdown_table(head, body, [0, 0, 0, 1, 1, 1, 0, 0])
 
 
-REQUIRED = ("mauve_smollm2", "mauve_minilm", "coherence")  # "beyond at equal quality" needs all three
+MAUVES = ("mauve_smollm2", "mauve_minilm")
 
 
 def summary(res: Mapping[str, Any], metric: str = "vendi") -> list[dict]:
     """Per non-temperature arm: its verdict on `metric` at equal quality on each axis, and `overall`: beyond only
-    where it is beyond at equal MAUVE (both feature sets) and at equal coherence, not only at equal perplexity."""
+    where it is beyond at equal coherence and at equal MAUVE on every feature set computed for it (at least
+    one), not only at equal judge perplexity."""
     out = []
     for arm in dict.fromkeys(v["arm"] for v in res["verdicts"]):
         per = {v["axis"]: v["verdict"] for v in res["verdicts"] if v["arm"] == arm and v["metric"] == metric}
-        need = [per.get(a, "not computed") for a in REQUIRED]
-        if all(v == "beyond the frontier" for v in need):
-            overall = "beyond at equal quality (every axis)"
+        need = [per.get("coherence", "not computed"), *[per[m] for m in MAUVES if m in per]]
+        if all(v == "beyond the frontier" for v in need) and any(m in per for m in MAUVES):
+            overall = "beyond at equal quality (coherence and MAUVE)"
         elif per.get("perplexity") == "beyond the frontier":
             overall = "beyond at equal judge perplexity only"
         else:
@@ -103,7 +104,7 @@ def quality_markdown(res: Mapping[str, Any]) -> str:
     out += ["## Arms\n", arms_table(res), "",
             "## Beyond the frontier on which quality axis (Vendi)\n",
             "An arm is beyond the frontier only where it is more diverse (Vendi) than temperature sampling at equal "
-            "MAUVE (both feature sets) and at equal coherence; beyond at equal judge perplexity alone does not "
+            "coherence and at equal MAUVE (every feature set computed for it); beyond at equal judge perplexity alone does not "
             "count, since loops lower the judge's perplexity.\n", summary_table(res), "",
             "## Against the temperature frontier, per quality axis\n",
             "Frontier: the temperature arms joined in order of temperature; at the arm's quality the most diverse "
