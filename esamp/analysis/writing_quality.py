@@ -32,7 +32,7 @@ import numpy as np
 from esamp.analysis.frontier_arms import load_arms
 from esamp.analysis.runs import load_samples
 from esamp.analysis.stats import boot_means, bootstrap_weights, finite_interval
-from esamp.metrics.mauve import coherence, mauve_from_counts, mauve_score, quantize
+from esamp.metrics.mauve import coherence, mauve_from_counts, quantize
 from esamp.metrics.repetition import loops
 
 # quality axes: key -> (name, which way is better); diversity metrics: key -> which way is more diverse
@@ -70,7 +70,8 @@ def _sample_table(run_dir) -> dict[str, list[dict]]:
 
 def loopfree_perplexity(arm: dict, samples: dict[str, list[dict]]) -> dict[str, float] | None:
     """pid -> mean judge perplexity over the prompt's non-looping samples (nan when all loop); None when the
-    arm has neither per-sample perplexities nor a rerun file and some prompt mixes looping and clean samples."""
+    arm has neither per-sample perplexities nor a rerun file and some prompt mixes looping and clean samples. A
+    mixed prompt that an unfinished rerun has not reached is nan too (see `loopfree_missing`)."""
     rerun = Path(arm["dir"]) / "judge_loopfree.json"
     per_sample = json.loads(rerun.read_text())["perplexities"] if rerun.exists() else {}
     out = {}
@@ -82,12 +83,25 @@ def loopfree_perplexity(arm: dict, samples: dict[str, list[dict]]) -> dict[str, 
             out[pid] = math.nan
         elif not any(flags):
             out[pid] = float(m.get("perplexity", math.nan))
-        elif vals is None:
+        elif vals is None and not per_sample:
             return None
+        elif vals is None:  # a rerun that has not reached this prompt: it drops out of the loop-free mean
+            out[pid] = math.nan
         else:
             kept = [v for v, f in zip(vals, flags) if not f and v is not None]
             out[pid] = float(np.mean(kept)) if kept else math.nan
     return out
+
+
+def loopfree_missing(arm: dict, samples: dict[str, list[dict]]) -> int:
+    """Mixed prompts (some samples loop, some not) with no per-sample judge value: an unfinished rerun."""
+    rerun = Path(arm["dir"]) / "judge_loopfree.json"
+    done = json.loads(rerun.read_text())["perplexities"] if rerun.exists() else {}
+    n = 0
+    for pid, rs in samples.items():
+        flags = [loops(r.get("completion") or "") for r in rs]
+        n += any(flags) and not all(flags) and not arm["per_prompt"].get(pid, {}).get("perplexities") and pid not in done
+    return n
 
 
 def _features(cache: Path, name: str, kind: str):
@@ -95,15 +109,23 @@ def _features(cache: Path, name: str, kind: str):
     return np.load(path) if path.exists() else None
 
 
+SEEDS = (25, 26, 27)  # mauve-text's default k-means seed first; the others show the clustering's noise
+
+
 def _mauve_boot(p_feats, p_pids, q_feats, q_pids, prompts, weights, num_buckets="auto"):
-    """Point MAUVE (mauve-text) and its bootstrap rows (prompt resamples re-weight both histograms)."""
-    point = mauve_score(p_feats, q_feats, num_buckets=num_buckets)
-    pl, ql, k = quantize(p_feats, q_feats, num_buckets=num_buckets)
+    """MAUVE under each of SEEDS (one k-means clustering each; the first is mauve-text's compute_mauve value,
+    which `mauve_from_counts` of the full histograms reproduces exactly), and the bootstrap rows of the first
+    clustering (prompt resamples re-weight both histograms)."""
     pos = {p: i for i, p in enumerate(prompts)}
-    cp, cq = np.zeros((len(prompts), k)), np.zeros((len(prompts), k))
-    np.add.at(cp, ([pos[p] for p in p_pids], pl), 1)
-    np.add.at(cq, ([pos[p] for p in q_pids], ql), 1)
-    return point, mauve_from_counts(weights @ cp, weights @ cq), k
+    spread, rows = [], None
+    for seed in SEEDS:
+        pl, ql, k = quantize(p_feats, q_feats, num_buckets=num_buckets, seed=seed)
+        cp, cq = np.zeros((len(prompts), k)), np.zeros((len(prompts), k))
+        np.add.at(cp, ([pos[p] for p in p_pids], pl), 1)
+        np.add.at(cq, ([pos[p] for p in q_pids], ql), 1)
+        spread.append(float(mauve_from_counts(cp.sum(0), cq.sum(0))))
+        rows = mauve_from_counts(weights @ cp, weights @ cq) if rows is None else rows
+    return spread[0], rows, k, spread
 
 
 def quality_analysis(root: str | Path | Sequence[str | Path], cache: str | Path, resamples: int = 10_000,
@@ -126,6 +148,9 @@ def quality_analysis(root: str | Path | Sequence[str | Path], cache: str | Path,
         per["ppl_loopfree"] = np.array([lf[p] for p in prompts]) if lf else np.full(len(prompts), np.nan)
         if lf is None:
             notes.append(f"{a['name']}: no per-sample judge perplexities (not rerun): no loop-free perplexity")
+        elif loopfree_missing(a, samples):
+            notes.append(f"{a['name']}: the judge rerun did not reach {loopfree_missing(a, samples)} prompt(s) that mix "
+                         "looping and clean samples: left out of its loop-free perplexity")
         emb = _features(cache, a["name"], "emb")
         b = {k: boot_means(weights, v) for k, v in per.items()}
         row = {"arm": a["name"], "label": a["label"], "frontier": a["frontier"],
@@ -137,12 +162,12 @@ def quality_analysis(root: str | Path | Sequence[str | Path], cache: str | Path,
             per["coherence"] = np.array([coh[pid == p].mean() for p in prompts])
             b["coherence"] = boot_means(weights, per["coherence"])
             sel = np.isin(pid, prompts)
-            row["mauve_minilm"], b["mauve_minilm"], row["buckets_minilm"] = _mauve_boot(
+            row["mauve_minilm"], b["mauve_minilm"], row["buckets_minilm"], row["mauve_minilm_seeds"] = _mauve_boot(
                 refs["emb"][keep], refs["pid"][keep], emb["emb"][sel], pid[sel], prompts, weights)
         lm = _features(cache, a["name"], "lm")
         if lm is not None:
             sel = np.isin(lm["pid"], prompts) & (lm["sample_index"] == lm["sample_index"].min())
-            row["mauve_smollm2"], b["mauve_smollm2"], row["buckets_smollm2"] = _mauve_boot(
+            row["mauve_smollm2"], b["mauve_smollm2"], row["buckets_smollm2"], row["mauve_smollm2_seeds"] = _mauve_boot(
                 refs["lm"][keep], refs["pid"][keep], lm["lm"][sel], lm["pid"][sel], prompts, weights)
         for k, v in per.items():
             row.setdefault(k, float(np.nanmean(v)) if np.isfinite(v).any() else math.nan)

@@ -93,6 +93,19 @@ def paired_table(res: Mapping[str, Any]) -> str:
     return markdown_table(head, body, [0, 0, 0, 1, 0])
 
 
+def seeds_table(res: Mapping[str, Any]) -> str:
+    """MAUVE under three k-means clusterings (seeds) per arm: the noise the bootstrap over prompts leaves out."""
+    head = ["arm", *[f"{SHORT[m]}: {lab}" for m in MAUVES for lab in ("seed 25", "min-max over 3 seeds")]]
+    body = []
+    for r in sorted(res["rows"], key=lambda r: (not r["frontier"], r.get("temperature") or 0, r["arm"])):
+        cells = []
+        for m in MAUVES:
+            v = r.get(f"{m}_seeds")
+            cells += [f"{v[0]:.3f}", f"{min(v):.3f}-{max(v):.3f}"] if v else ["–", "–"]
+        body.append([r["arm"], *cells])
+    return markdown_table(head, body, [0, 1, 0, 1, 0])
+
+
 def quality_markdown(res: Mapping[str, Any]) -> str:
     h = res["human"]
     out = ["# Writing frontier: quality axes beyond the judge's perplexity\n",
@@ -110,7 +123,10 @@ def quality_markdown(res: Mapping[str, Any]) -> str:
             "Frontier: the temperature arms joined in order of temperature; at the arm's quality the most diverse "
             "point of that curve with the same quality. Beyond = more diverse at equal quality on that axis, the "
             "whole interval on that side.\n", verdict_table(res), "",
-            "## Paired differences with T 1 and T 0.8\n", paired_table(res)]
+            "## Paired differences with T 1 and T 0.8\n", paired_table(res), "",
+            "## MAUVE across clusterings\n",
+            "The intervals above hold one k-means clustering fixed; here each arm is clustered with three seeds.\n",
+            seeds_table(res)]
     return "\n".join(out)
 
 
