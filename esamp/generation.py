@@ -34,9 +34,10 @@ from typing import Callable, Sequence
 import torch
 
 from esamp.kvcache import ModelStream
-from esamp.models import HiddenTaps, LoadedModel
+from esamp.models import LoadedModel
 from esamp.runtime import tune_cpu_allocator
 from esamp.samplers.base import BatchInfo, Choice, Sampler, StepView
+from esamp.samplers.esamp.taps import HiddenTaps
 from esamp.samplers.truncation import NoProbabilityMass
 from esamp.seeding import row_uniforms
 

@@ -21,7 +21,7 @@ import torch
 
 from esamp.models import LoadedModel
 from esamp.seeding import prompt_generator
-from esamp.trainer import make_trainer
+from esamp.samplers.esamp.trainer import make_trainer
 
 RUNNING_MEAN = "running_mean"
 

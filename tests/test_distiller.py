@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from esamp.distiller import DistillerBank
+from esamp.samplers.esamp.distiller import DistillerBank
 
 H, I, RANK, S, R = 32, 48, 8, 3, 5
 

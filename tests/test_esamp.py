@@ -68,7 +68,7 @@ def test_never_picks_a_token_the_filter_removed(peaked_lm, filters):
 def test_intervention_keeps_the_candidate_set(peaked_lm):
     """The fused distribution's support equals the filter's kept set exactly (no add, no remove)."""
     captured = {}
-    import esamp.samplers.esamp as mod
+    import esamp.samplers.esamp.sampler as mod
 
     real_sample = mod.sample
 

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from esamp.generation import Finish, generate
-from esamp.models import HiddenTaps, load_model
+from esamp.models import load_model
 from esamp.samplers.base import Choice
+from esamp.samplers.esamp.taps import HiddenTaps
 from esamp.samplers.esamp import ESampSampler
 from esamp.samplers.fire import FireSampler
 from esamp.samplers.truncation import TruncationSampler

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from esamp.distiller import DistillerBank
-from esamp.trainer import OnlineTrainer, clip_slot_, make_trainer
+from esamp.samplers.esamp.distiller import DistillerBank
+from esamp.samplers.esamp.trainer import OnlineTrainer, clip_slot_, make_trainer
 try:  # tests/ as a package or as a plain directory on sys.path
     from tests.test_distiller import ref_forward
 except ImportError:

@@ -3,10 +3,10 @@ and the study switches (input RMS norm, output bias from the prompt)."""
 import pytest
 import torch
 
-from esamp.distiller import DistillerBank
+from esamp.samplers.esamp.distiller import DistillerBank
 from esamp.generation import generate
 from esamp.samplers.esamp import ESampSampler
-from esamp.trainer import OnlineTrainer
+from esamp.samplers.esamp.trainer import OnlineTrainer
 
 try:
     from tests.test_trainer import H, I, stream

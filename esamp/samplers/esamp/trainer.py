@@ -21,8 +21,8 @@ import math
 import torch
 from torch import Tensor
 
-from esamp.distiller import DistillerBank
-from esamp.variants import VARIANTS
+from esamp.samplers.esamp.distiller import DistillerBank
+from esamp.samplers.esamp.variants import VARIANTS
 
 OPTIMIZERS = ("adam", "adamw")
 MODES = ("serial", "async")

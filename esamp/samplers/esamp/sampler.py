@@ -31,8 +31,8 @@ import torch
 from esamp.samplers.base import BatchInfo, Choice, StepView
 from esamp.samplers.truncation import TruncationSampler, sample
 from esamp.seeding import prompt_generator, row_normals
-from esamp.trainer import LOSS_REDUCTIONS, MODES, make_trainer
-from esamp.variants import KIND_KEYS, OPTIMISER_KEYS, VARIANT_NAMES, VARIANTS
+from esamp.samplers.esamp.trainer import LOSS_REDUCTIONS, MODES, make_trainer
+from esamp.samplers.esamp.variants import KIND_KEYS, OPTIMISER_KEYS, VARIANT_NAMES, VARIANTS
 
 STATES = ("per_prompt", "shared")
 FUSIONS = ("paper", "naive")

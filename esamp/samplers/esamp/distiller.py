@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from esamp.variants import VARIANT_NAMES
+from esamp.samplers.esamp.variants import VARIANT_NAMES
 
 KINDS = VARIANT_NAMES
 LN_EPS = 1e-5
