@@ -82,7 +82,7 @@ def engine_name(cfg: DictConfig) -> str:
     return engine.get("name", "hf") if engine is not None else "hf"
 
 
-def prepare_store(cfg: DictConfig, out: Path, n: int, problems: list[Problem], shards: Shards):
+def prepare_store(cfg: DictConfig, out: Path, n: int, problems: list[Problem], shards: Shards, canonical=None):
     """Resume bookkeeping (main process): lock the generation settings, repair a torn samples.jsonl, fold
     in shards a killed sharded run left behind. Returns (store, pending problems, reused count, repairs)."""
     store = SampleStore(out / "samples.jsonl")
@@ -98,7 +98,8 @@ def prepare_store(cfg: DictConfig, out: Path, n: int, problems: list[Problem], s
                              "seed": cfg.seed,
                              "ignore_eos": cfg.generation.ignore_eos,
                              # samples of two engines never share a folder (hf runs keep their old lock)
-                             **({"engine": engine_name(cfg)} if engine_name(cfg) != "hf" else {})})
+                             **({"engine": engine_name(cfg)} if engine_name(cfg) != "hf" else {})},
+                       canonical=canonical and (lambda fp: {**fp, "sampler": canonical(fp.get("sampler") or {})}))
             repaired = store.repair(n)
             store.merge_shards(n)
         except ResumeMismatch as err:
@@ -136,7 +137,8 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
         raise ConfigError(str(err)) from err
     if not problems:
         raise ConfigError(f"task {task.name!r} selected no problems (check task.limit / task.subset)")
-    store, todo, reused, repaired = prepare_store(cfg, out, sampler.n, problems, shards)
+    store, todo, reused, repaired = prepare_store(cfg, out, sampler.n, problems, shards,
+                                                     canonical=sampler.canonical_settings)
     todo, store = shards.split(todo, store)
 
     lm = engine.load(shards.model_cfg(cfg))

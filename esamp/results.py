@@ -161,11 +161,14 @@ class TelemetryLog:
         return [self.stats[k] for k in earlier if k in self.stats], sum(k not in self.stats for k in earlier)
 
 
-def check_lock(out_dir: Path, fingerprint: dict[str, Any]) -> None:
-    """First run: write the fingerprint. Resume: it must match."""
+def check_lock(out_dir: Path, fingerprint: dict[str, Any], canonical=None) -> None:
+    """First run: write the fingerprint. Resume: it must match (after `canonical`, which renames old option
+    values to their current names, applied to both)."""
     lock = out_dir / "run.lock.json"
     if lock.exists():
         old = json.loads(lock.read_text())
+        if canonical is not None and old != fingerprint:
+            old, fingerprint = canonical(old), canonical(fingerprint)
         if old != fingerprint:
             diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
             raise ResumeMismatch(

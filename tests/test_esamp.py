@@ -92,7 +92,7 @@ def test_intervention_keeps_the_candidate_set(peaked_lm):
 
 
 def test_fusion_on_hand_computed_logits():
-    """(1 + beta) * ref - beta * dist and the naive ref - beta * dist on hand-made numbers, through the
+    """(1 + beta) * ref - beta * dist and the subtraction ref - beta * dist on hand-made numbers, through the
     sampler's public begin/choose with its real trainer; a stub LM head (hidden size 2) returns the "ref"
     logits for the model's hidden state and the "dist" logits for anything else (the Distiller's
     prediction)."""
@@ -112,9 +112,10 @@ def test_fusion_on_hand_computed_logits():
         dtype = torch.float32
         device = torch.device("cpu")
 
-    # kept by top_k=2: tokens {0, 1}. paper: 1.5 * [2, 1] - .5 * [3, -1] = [1.5, 2.0] -> p(1) = sigmoid(.5);
-    # naive: [2, 1] - .5 * [3, -1] = [0.5, 1.5] -> p(1) = sigmoid(1.0)
-    for fusion, p1 in (("paper", torch.sigmoid(torch.tensor(0.5))), ("naive", torch.sigmoid(torch.tensor(1.0)))):
+    # kept by top_k=2: tokens {0, 1}. extrapolate: 1.5 * [2, 1] - .5 * [3, -1] = [1.5, 2.0] -> p(1) = sigmoid(.5);
+    # subtract: [2, 1] - .5 * [3, -1] = [0.5, 1.5] -> p(1) = sigmoid(1.0)
+    for fusion, p1 in (("extrapolate", torch.sigmoid(torch.tensor(0.5))),
+                       ("subtract", torch.sigmoid(torch.tensor(1.0)))):
         es = ESampSampler(n=1, beta=0.5, top_k=2, temperature=1.0, latent_mixing=False, fusion=fusion)
         es.begin(BatchInfo(lm=StubLM(), num_prompts=1, n=1, max_new_tokens=8, device=torch.device("cpu"),
                            problem_ids=("p",), seed=0))
@@ -171,7 +172,8 @@ def test_serial_and_async_give_the_same_tokens(peaked_lm):
     assert a.telemetry["loss_curve"] == pytest.approx(b.telemetry["loss_curve"], rel=1e-5)
 
 
-@pytest.mark.parametrize("ablation", [dict(variant="tllm"), dict(fusion_order="tllm", top_p=0.95, temperature=0.7)])
+@pytest.mark.parametrize("ablation", [dict(variant="tllm"), dict(fusion_order="scale_then_fuse", top_p=0.95,
+                                                                      temperature=0.7)])
 def test_variant_switches_change_the_output(peaked_lm, ablation):
     # (the two fusion orders coincide at T = 1; they differ in whether the distiller logit is scaled by T)
     ref_kw = dict(n=3, beta=0.5)
@@ -289,7 +291,7 @@ def test_noise_control_has_each_rows_error_norm(peaked_lm, error):
         assert cos.abs().mean() < 0.3  # same norms, random directions (64-d: |cos| ~ 0.1)
 
 
-@pytest.mark.parametrize("fusion", ["naive", "paper"])
+@pytest.mark.parametrize("fusion", ["subtract", "extrapolate"])
 def test_fusion_formula_on_the_real_model(peaked_lm, fusion):
     """Every decode token of every row lies where its uniform falls in softmax(fused / T), with the fused
     logits recomputed by hand from the LM head and the real Distiller's prediction; the other formula
@@ -304,7 +306,7 @@ def test_fusion_formula_on_the_real_model(peaked_lm, fusion):
         with torch.no_grad():
             ref = head(st["hidden"][st["active"]].to(peaked_lm.dtype)).float()
             dist = head(pred[pos].to(peaked_lm.dtype)).float()
-        fused = {"naive": ref - beta * dist, "paper": (1 + beta) * ref - beta * dist}
+        fused = {"subtract": ref - beta * dist, "extrapolate": (1 + beta) * ref - beta * dist}
         u = st["uniform"][st["active"]].double()
         tokens = st["tokens"][st["active"]]
         for name, logits in fused.items():
@@ -349,6 +351,19 @@ def test_zero_training_steps_is_an_error(tiny_lm):
 def test_bad_options_fail_with_the_key(kw, key):
     with pytest.raises(ValueError, match=f"sampler.{key}="):
         ESampSampler(**kw)
+
+
+@pytest.mark.parametrize("key,old,new", [("fusion", "paper", "extrapolate"), ("fusion", "naive", "subtract"),
+                                         ("fusion_order", "paper", "fuse_then_scale"),
+                                         ("fusion_order", "tllm", "scale_then_fuse"),
+                                         ("taps", "paper", "layer0_to_final"), ("taps", "tllm", "input_norms")])
+def test_old_knob_names_still_work_and_are_recorded_under_the_new_name(key, old, new):
+    """Committed runs' configs use the old names: accepted with a deprecation warning naming the new one; the
+    sampler, results.json and a resume's lock comparison see the new name."""
+    with pytest.warns(FutureWarning, match=f"sampler.{key}={old} is deprecated.*sampler.{key}={new}"):
+        es = ESampSampler(n=2, **{key: old})
+    assert es.describe()[key] == new == ESampSampler(n=2, **{key: new}).describe()[key]
+    assert ESampSampler.canonical_settings({key: old, "beta": 0.25}) == {key: new, "beta": 0.25}
 
 
 @pytest.mark.parametrize("variant,distiller,key", [

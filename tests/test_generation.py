@@ -159,7 +159,7 @@ def test_on_prompt_done_fires_once_per_prompt(tiny_lm):
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-@pytest.mark.parametrize("kind", ["paper", "tllm"])
+@pytest.mark.parametrize("kind", ["layer0_to_final", "input_norms"])
 def test_taps_match_full_hidden_states(arch, kind):
     """The hooks capture exactly the activations the Distiller needs, for Llama and Qwen2 models."""
     lm = load_model(tiny_cfg(arch=arch, num_layers=3))
@@ -171,7 +171,7 @@ def test_taps_match_full_hidden_states(arch, kind):
     finally:
         taps.remove()
     hs = out.hidden_states
-    if kind == "paper":
+    if kind == "layer0_to_final":
         assert torch.allclose(src, hs[1][:, -1])                           # after decoder layer 0
         assert torch.equal(tgt, out.last_hidden_state[:, -1])              # final normed state
         logits = lm.model(ids).logits[:, -1]
@@ -205,7 +205,7 @@ BATCH_INVARIANT = {
     "temperature": (TruncationSampler, {}),
     "esamp": (ESampSampler, {}),
     "esamp_noise": (ESampSampler, {"error": "noise"}),
-    "esamp_naive": (ESampSampler, {"fusion": "naive"}),
+    "esamp_naive": (ESampSampler, {"fusion": "subtract"}),
     "esamp_tllm": (ESampSampler, {"variant": "tllm", "min_p": 0.05}),
     "fire": (FireSampler, {"first_top_k": 8}),
 }

@@ -12,7 +12,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
 from omegaconf import open_dict
 
-from esamp.pipeline import ConfigError, run
+from esamp.pipeline import ConfigError, prepare_store, run
+from esamp.results import ResumeMismatch
+from esamp.samplers.esamp import ESampSampler
+from esamp.sharding import Shards
+from esamp.tasks.base import Problem
 from tests.conftest import MATH_FIXTURE, ROOT, run_py
 
 TINY = ["model=tiny-random", f"task.data_path={MATH_FIXTURE}", "task.max_new_tokens=8"]
@@ -51,7 +55,24 @@ def test_esamp_records_telemetry(tmp_path):
     tel = json.loads((tmp_path / "results.json").read_text())["sampler_telemetry"]
     assert tel["train_steps"] == summary["sampler_telemetry"]["train_steps"]  # what run() returned was written
     assert tel["train_steps"] > 0 and len(tel["loss_curve"]) == tel["train_steps"]
-    assert tel["variant"] == "paper" and tel["taps"] == "paper" and tel["state"] == "per_prompt"
+    assert tel["variant"] == "paper" and tel["taps"] == "layer0_to_final" and tel["state"] == "per_prompt"
+    assert tel["fusion"] == "extrapolate" and tel["fusion_order"] == "fuse_then_scale"
+    assert tel["distiller"]["lr"] == 4e-4 and tel["distiller"]["loss_reduction"] == "mean"  # the variant's, resolved
+
+
+def test_a_folder_run_under_old_knob_names_resumes_under_the_new_ones(tmp_path):
+    """Committed arms ran with sampler.fusion=naive (now `subtract`): their lock still matches the new name;
+    a real change (beta) still does not."""
+    problems = [Problem(id="p0", prompt="x", gold=None)]
+
+    def lock(*overrides):
+        cfg = compose_cfg([*TINY, "sampler=esamp", *overrides])
+        prepare_store(cfg, tmp_path, 2, problems, Shards(cfg), canonical=ESampSampler.canonical_settings)
+
+    lock("sampler.fusion=naive", "sampler.fusion_order=paper")
+    lock("sampler.fusion=subtract", "sampler.fusion_order=fuse_then_scale")
+    with pytest.raises(ResumeMismatch, match="sampler"):
+        lock("sampler.fusion=subtract", "sampler.fusion_order=fuse_then_scale", "sampler.beta=0.5")
 
 
 @pytest.mark.parametrize("override,key", [

@@ -219,7 +219,7 @@ def test_per_prompt_isolation_and_fresh_slots(vllm_engine, recorder):
 
 
 @pytest.mark.parametrize("options", [{"variant": "tllm", "temperature": 0.8, "top_p": 0.95, "min_p": 0.05},
-                                     {"state": "shared"}, {"error": "noise"}, {"fusion": "naive"},
+                                     {"state": "shared"}, {"error": "noise"}, {"fusion": "subtract"},
                                      {"trainer": "async"}])
 def test_esamp_variants_run_train_and_keep_beta_zero_exact(vllm_engine, options):
     filters = {k: v for k, v in options.items() if k in ("temperature", "top_p", "min_p")}

@@ -28,9 +28,9 @@ def arm_label(sampler: Mapping[str, Any]) -> str:
     filters = ", ".join(f"{k.replace('_', '-')} {sampler[k]:g}" for k in ("top_k", "top_p", "min_p")
                         if isinstance(sampler.get(k), (int, float)))
     if name == "esamp":
-        extras = [f"{k}={sampler[k]}" for k, default in (("variant", "paper"), ("fusion", "paper"),
-                                                          ("error", "distiller"), ("state", "per_prompt"))
-                  if sampler.get(k) not in (None, default)]
+        defaults = {"variant": ("paper",), "fusion": ("extrapolate", "paper"),  # paper: fusion's old name
+                    "error": ("distiller",), "state": ("per_prompt",)}
+        extras = [f"{k}={sampler[k]}" for k, default in defaults.items() if sampler.get(k) not in (None, *default)]
         head = f"ESamp β={sampler.get('beta'):g}" if isinstance(sampler.get("beta"), (int, float)) else "ESamp"
         return ", ".join([head, *extras, *([filters] if filters else []), *([temp] if temp else [])])
     if name in ("min_p", "top_p", "top_k"):

@@ -84,7 +84,8 @@ class Sampler:
 
     name: str = "sampler"
     n: int = 1
-    # Hidden-state taps the sampler needs ("paper" / "tllm"); None: only the final hidden state.
+    # Hidden-state taps the sampler needs (esamp.samplers.esamp.taps: "layer0_to_final" / "input_norms");
+    # None: only the final hidden state.
     taps: str | None = None
     # True when the sampler handles EOS itself (beam search keeps a row alive and stores the hypothesis).
     handles_eos: bool = False
@@ -93,6 +94,11 @@ class Sampler:
     # True: a prompt may enter a slot while other slots are mid-generation (continuous batching); the sampler
     # keeps per-slot state and resets it in `admit`. False: prompts enter in lock-step waves (beam search).
     continuous: bool = True
+
+    @staticmethod
+    def canonical_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+        """The sampler's config with renamed option values under their current names (what a resume compares)."""
+        return cfg
 
     def begin(self, info: BatchInfo) -> None:
         """A batch starts: `info.num_prompts` slots of n rows (continuous samplers: once per run)."""

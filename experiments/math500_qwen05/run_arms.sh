@@ -13,7 +13,7 @@ declare -A ARMS=(
   [esamp_b025]="sampler=esamp sampler.n=16"
   [esamp_b01]="sampler=esamp sampler.n=16 sampler.beta=0.1"
   [esamp_b1]="sampler=esamp sampler.n=16 sampler.beta=1.0"
-  [naive_b05]="sampler=esamp sampler.n=16 sampler.fusion=naive sampler.beta=0.5"
+  [naive_b05]="sampler=esamp sampler.n=16 sampler.fusion=subtract sampler.beta=0.5"  # ran as fusion=naive, its old name
   [noise_b025]="sampler=esamp sampler.n=16 sampler.error=noise"
   [shared_b025]="sampler=esamp sampler.n=16 sampler.state=shared"
   [temperature_t07]="sampler=temperature sampler.n=16 sampler.temperature=0.7"

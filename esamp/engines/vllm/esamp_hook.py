@@ -1,9 +1,9 @@
 """ESamp inside vLLM's model runner (in-process engine core; vLLM 0.32.0 V1 internals, pinned).
 
 What is hooked, and why there:
-- taps: forward hooks on `model.model.layers[0]` (paper: its output residual stream, `hidden + residual`,
+- taps: forward hooks on `model.model.layers[0]` (layer0_to_final: its output residual stream, `hidden + residual`,
   summed at once because the next layer's fused add-norm kernel overwrites both tensors in place) or on the
-  input_layernorms of the first and last layers (tllm); the paper's target, the final normed state, is the
+  input_layernorms of the first and last layers (input_norms); the paper's target, the final normed state, is the
   input of `model.compute_logits` (wrapped) at the sampled positions.
 - rows: `runner.sampler.forward` (wrapped) reads the persistent batch (`input_batch.req_ids`,
   `runner.requests`): an ESamp request carries its Distiller slot in `SamplingParams.extra_args`; a row is a
@@ -14,7 +14,8 @@ What is hooked, and why there:
   step's one update (`OnlineTrainer.step`), before the token is drawn.
 - fusion: `runner.sampler.topk_topp_sampler.forward` (wrapped) receives the logits after temperature and
   min-p; vLLM's own `apply_top_k_top_p` cuts them, and the surviving candidates of ESamp rows become
-  `(1 + beta) ref - beta dist` (at the row's temperature, the paper's order; tllm: unscaled distiller logit),
+  `(1 + beta) ref - beta dist` (at the row's temperature, fuse_then_scale; scale_then_fuse: unscaled
+  distiller logit),
   cut candidates stay at -inf; the original sampler then draws with the request's own generator and no
   further filtering. So beta = 0 leaves every logit, the random draws and therefore the tokens unchanged.
 """
@@ -68,7 +69,7 @@ class ESampHook:
         self._ctx: _StepContext | None = None
         self.steps = 0  # sampler calls that trained (decode steps with ESamp rows)
         self._handles = []
-        if sampler.taps == "paper":
+        if sampler.taps == "layer0_to_final":
             self._handles.append(layers[0].register_forward_hook(self._store_layer0))
         else:
             self._handles.append(layers[0].input_layernorm.register_forward_hook(self._store("_src")))
@@ -148,7 +149,7 @@ class ESampHook:
         positions = _to(device, (self.runner.query_start_loc.cpu[1: num + 1].to(torch.long) - 1)[rows])
         rows_t = _to(device, rows)
         src = self._src[positions]
-        tgt = self._final[rows_t] if self.sampler.taps == "paper" else self._tgt[positions]
+        tgt = self._final[rows_t] if self.sampler.taps == "layer0_to_final" else self._tgt[positions]
         pred = self._predict_and_train(src, tgt, slots, steps)
         dtype = self._final.dtype
         if self.sampler.error == "noise":  # control: same-norm Gaussian noise in place of the latent error
@@ -203,12 +204,12 @@ class ESampHook:
         return self._orig["topk"](scaled, generators, None, None)  # already cut: draw only
 
     def _fuse(self, ref: torch.Tensor, ctx: _StepContext) -> torch.Tensor:
-        """`ref` = logit_ref / T on the kept candidates. Paper order: ((1 + beta) logit_ref - beta dist) / T;
-        naive: (logit_ref - beta dist) / T; noise: (logit_ref + beta noise_logit) / T; tllm order:
+        """`ref` = logit_ref / T on the kept candidates. fuse_then_scale: ((1 + beta) logit_ref - beta dist) / T;
+        subtract: (logit_ref - beta dist) / T; noise: (logit_ref + beta noise_logit) / T; scale_then_fuse:
         (1 + beta) (logit_ref / T) - beta dist (the distiller logit not divided by T)."""
         s = self.sampler
-        scale = (1 + s.beta) if s.fusion == "paper" and s.error == "distiller" else 1.0
-        if s.fusion_order == "tllm":
+        scale = (1 + s.beta) if s.fusion == "extrapolate" and s.error == "distiller" else 1.0
+        if s.fusion_order == "scale_then_fuse":
             return scale * ref + ctx.correction
         return scale * ref + ctx.correction / ctx.temperature
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from esamp.samplers.esamp.variants import VARIANT_NAMES
+from esamp.samplers.esamp.variants import PAPER, VARIANT_NAMES, VARIANTS
 
 KINDS = VARIANT_NAMES
 LN_EPS = 1e-5
@@ -37,6 +37,8 @@ class DistillerBank(nn.Module):
         Parameters ``w_ag: [S, H, 2r]`` (A | G), ``gate_bias: [S, 1, r]``, ``w_b: [S, r, H]``,
         ``ln_weight, ln_bias: [S, 1, H]``.
 
+    Defaults: the paper variant's (``esamp.samplers.esamp.variants``; ``rank``: the tllm variant's).
+
     ``init_down`` (paper only): ``"linear"`` (default) draws W_down like ``nn.Linear`` (kaiming-uniform,
     U(-1/sqrt(fan_in), 1/sqrt(fan_in))), i.e. the whole Distiller is a plain "random init" network as the
     paper says; ``"zero"`` starts each block as the identity (h_pred = h1 before the first update), an
@@ -55,12 +57,12 @@ class DistillerBank(nn.Module):
         kind: str,
         num_slots: int,
         hidden: int,
-        intermediate: int = 384,
-        rank: int = 64,
+        intermediate: int = PAPER["intermediate"],
+        rank: int = VARIANTS["tllm"]["rank"],
         device=None,
-        init_down: str = "linear",
-        input_norm: str = "none",
-        output_bias: str = "none",
+        init_down: str = PAPER["init_down"],
+        input_norm: str = PAPER["input_norm"],
+        output_bias: str = PAPER["output_bias"],
     ) -> None:
         super().__init__()
         if kind not in KINDS:

@@ -7,14 +7,14 @@ Per decode step t and active row (prompt p):
     sample softmax(logit_new / T), then one optimiser step on MSE(D_p(h_src), h_tgt) over p's active rows.
 
 Paths (all chosen by config, recorded in results.json):
-- latent mixing `lm_head((1 + beta) h - beta h_pred)` when no filter is set, the taps are `paper` (target =
-  the LM head's input) and the head has no bias: one vocabulary projection instead of two. Exact in real
+- latent mixing `lm_head((1 + beta) h - beta h_pred)` when no filter is set, the taps are `layer0_to_final`
+  (target = the LM head's input) and the head has no bias: one vocabulary projection instead of two. Exact in real
   arithmetic; in a bf16 model equal to logit fusion only up to rounding (the mix is rounded to bf16 before
   the projection): the next-token distributions agree closely (tested), individual tokens can differ;
 - logit fusion otherwise (filters keep/drop candidates on the model's own logits first);
-- `fusion_order: tllm` (the public code): logits / T -> filters -> (1 + beta) * kept - beta * logit_dist
-  (distiller logit NOT divided by T) -> sample;
-- ablations: `fusion: naive` (logit_ref - beta * logit_dist), `error: noise` (the latent error
+- `fusion_order: scale_then_fuse` (the public code): logits / T -> filters -> (1 + beta) * kept - beta *
+  logit_dist (distiller logit NOT divided by T) -> sample;
+- ablations: `fusion: subtract` (logit_ref - beta * logit_dist), `error: noise` (the latent error
   h - h_pred replaced by Gaussian noise of the same norm), `state: shared` (one Distiller for the batch).
 
 Step 0 (the first generated token, computed from the prompt's last position) uses the base sampler and
@@ -32,12 +32,8 @@ from esamp.samplers.base import BatchInfo, Choice, StepView
 from esamp.samplers.truncation import TruncationSampler, sample
 from esamp.seeding import prompt_generator, row_normals
 from esamp.samplers.esamp.trainer import LOSS_REDUCTIONS, MODES, make_trainer
-from esamp.samplers.esamp.variants import KIND_KEYS, OPTIMISER_KEYS, VARIANT_NAMES, VARIANTS
-
-STATES = ("per_prompt", "shared")
-FUSIONS = ("paper", "naive")
-ERRORS = ("distiller", "noise")
-ORDERS = VARIANT_NAMES
+from esamp.samplers.esamp.variants import (ERRORS, FUSION_ORDERS, FUSIONS, KIND_KEYS, OPTIMISER_KEYS, STATES, TAPS,
+                                           VARIANT_ORDERS, VARIANT_TAPS, VARIANTS, canonical_settings, current_value)
 
 
 def _one_of(key: str, value: Any, allowed: tuple) -> None:
@@ -49,7 +45,7 @@ class ESampSampler(TruncationSampler):
     min_new_tokens = 2  # the first token comes from the prefill; the Distiller trains from the second on
     def __init__(self, n: int = 8, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                  min_p: float | None = None, beta: float = 0.25, variant: str = "paper", taps: str | None = None,
-                 state: str = "per_prompt", trainer: str = "serial", fusion: str = "paper",
+                 state: str = "per_prompt", trainer: str = "serial", fusion: str = "extrapolate",
                  fusion_order: str | None = None, error: str = "distiller", latent_mixing: bool | str = "auto",
                  distiller: dict | None = None, name: str | None = None):
         super().__init__(n=n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, name=name or "esamp")
@@ -57,16 +53,20 @@ class ESampSampler(TruncationSampler):
             raise ValueError(f"sampler.beta={beta!r} is invalid: allowed values are finite numbers >= 0")
         _one_of("variant", variant, tuple(VARIANTS))
         self.variant = variant
-        self.taps = taps or variant  # the loop reads this to install the hidden-state hooks
-        _one_of("taps", self.taps, VARIANT_NAMES)
+        # old knob names (paper, naive, tllm) are translated with a warning; the new names are what is recorded
+        taps, fusion, fusion_order = (current_value(k, v) for k, v in
+                                      (("taps", taps), ("fusion", fusion), ("fusion_order", fusion_order)))
+        self.taps = taps or VARIANT_TAPS[variant]  # the loop reads this to install the hidden-state hooks
+        _one_of("taps", self.taps, TAPS)
         _one_of("state", state, STATES)
         _one_of("trainer", trainer, MODES)
         _one_of("fusion", fusion, FUSIONS)
-        self.fusion_order = fusion_order or variant
-        _one_of("fusion_order", self.fusion_order, ORDERS)
+        self.fusion_order = fusion_order or VARIANT_ORDERS[variant]
+        _one_of("fusion_order", self.fusion_order, FUSION_ORDERS)
         _one_of("error", error, ERRORS)
-        if error == "noise" and fusion != "paper":
-            raise ValueError("sampler.error=noise is invalid with sampler.fusion=naive: allowed with fusion=paper")
+        if error == "noise" and fusion != "extrapolate":
+            raise ValueError("sampler.error=noise is invalid with sampler.fusion=subtract: allowed with "
+                             "fusion=extrapolate")
         if latent_mixing not in ("auto", True, False):
             raise ValueError(f"sampler.latent_mixing={latent_mixing!r} is invalid: allowed values are auto, true, false")
         self.beta, self.state, self.trainer_mode, self.fusion, self.error = float(beta), state, trainer, fusion, error
@@ -76,12 +76,14 @@ class ESampSampler(TruncationSampler):
         self._latent_mixing = False
         self._info: BatchInfo | None = None
 
+    canonical_settings = staticmethod(canonical_settings)  # a resume compares configs under the new knob names
+
     # ------------------------------------------------------------------------------------- batch life
     def _can_mix(self, lm) -> bool:
         """Latent mixing is exact only when the fused logits are a linear map of the latent mix."""
         head_bias = getattr(lm.lm_head, "bias", None) is not None
-        return (not self.has_filter and self.taps == "paper" and self.fusion == "paper"
-                and self.fusion_order == "paper" and not head_bias)
+        return (not self.has_filter and self.taps == "layer0_to_final" and self.fusion == "extrapolate"
+                and self.fusion_order == "fuse_then_scale" and not head_bias)
 
     def begin(self, info: BatchInfo) -> None:
         """A run starts with `info.num_prompts` slots; per-prompt Distillers are drawn in `admit`."""
@@ -98,8 +100,9 @@ class ESampSampler(TruncationSampler):
         else:
             self.trainer.resize(slots, max_steps=info.max_new_tokens)  # telemetry sized by this run
         if self.latent_mixing_cfg is True and not self._can_mix(info.lm):
-            raise ValueError("sampler.latent_mixing=true is invalid here: it needs no top_k/top_p/min_p, taps=paper, "
-                             "fusion=paper, fusion_order=paper and an LM head without bias")
+            raise ValueError("sampler.latent_mixing=true is invalid here: it needs no top_k/top_p/min_p, "
+                             "taps=layer0_to_final, fusion=extrapolate, fusion_order=fuse_then_scale and an LM head "
+                             "without bias")
         self._latent_mixing = self._can_mix(info.lm) if self.latent_mixing_cfg == "auto" else bool(self.latent_mixing_cfg)
         self._slot_problem: list[str | None] = [None] * info.num_prompts  # the noise control's row keys
 
@@ -142,7 +145,7 @@ class ESampSampler(TruncationSampler):
             fuse = lambda ref: ref + self.beta * noise_logit  # noqa: E731
         else:
             logit_dist = lm.lm_head(h_pred.to(dtype)).float()
-            if self.fusion == "naive":  # ablation: plain subtraction, a different (worse) formula
+            if self.fusion == "subtract":  # ablation: plain subtraction, a different (worse) formula
                 fuse = lambda ref: ref - self.beta * logit_dist  # noqa: E731
             else:
                 fuse = lambda ref: (1 + self.beta) * ref - self.beta * logit_dist  # noqa: E731
@@ -150,7 +153,7 @@ class ESampSampler(TruncationSampler):
         if self.temperature == 0:
             keep = torch.isfinite(self.filtered(logit_ref, 1.0))
             return Choice(fuse(logit_ref).masked_fill(~keep, float("-inf")).argmax(-1))
-        if self.fusion_order == "tllm":
+        if self.fusion_order == "scale_then_fuse":
             # tLLM: scale by T and filter first, then fuse the kept candidates with the UNscaled distiller
             # logit; removed candidates stay at -inf; no further division by T.
             return Choice(sample(fuse(self.filtered(logit_ref)), view.uniform))
@@ -240,9 +243,9 @@ class ESampSampler(TruncationSampler):
                  fusion=self.fusion, fusion_order=self.fusion_order, error=self.error,
                  latent_mixing=self.latent_mixing_cfg if self._info is None else self._latent_mixing,
                  intervene_first_token=False,
-                 distiller={**{k: v for k, v in VARIANTS[self.variant].items()}, **self.distiller_cfg},
+                 distiller={**VARIANTS[self.variant], **self.distiller_cfg},
                  order=("temperature -> top_k -> top_p -> min_p on the model's logits -> fuse kept candidates -> "
-                        "sample" if self.fusion_order == "paper" else
+                        "sample" if self.fusion_order == "fuse_then_scale" else
                         "logits / T -> top_k -> top_p -> min_p -> fuse kept with unscaled distiller logit -> sample"))
         return d
 
@@ -259,7 +262,7 @@ def _distiller_options(variant: str, distiller: dict | None) -> dict:
     if opts.get("output_bias") == "prompt" and VARIANTS[variant]["kind"] != "paper":
         raise ValueError("sampler.distiller.output_bias=prompt is invalid with sampler.variant=tllm: allowed with "
                          "variant=paper (the bias is the mean of the prompt's final normed states, the paper's target)")
-    if opts.get("loss_reduction", "mean") not in LOSS_REDUCTIONS:
+    if opts.get("loss_reduction", VARIANTS[variant]["loss_reduction"]) not in LOSS_REDUCTIONS:
         raise ValueError(f"sampler.distiller.loss_reduction={opts['loss_reduction']!r} is invalid: allowed values "
                          f"are {', '.join(LOSS_REDUCTIONS)}")
     return opts

@@ -5,32 +5,30 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from esamp.samplers.esamp.variants import VARIANT_NAMES
+from esamp.samplers.esamp.variants import TAPS
 
 if TYPE_CHECKING:
     from esamp.models import LoadedModel
-
-TAP_KINDS = VARIANT_NAMES
 
 
 class HiddenTaps:
     """Forward hooks that keep only the LAST position of two internal activations, so no forward has to
     materialise every layer's hidden states (`output_hidden_states=True` would).
 
-    kind `paper`: source = output of decoder layer 0 (residual stream after layer 0); target = final
-                  normed hidden state (the LM head's input; the loop already has it, so no hook).
-    kind `tllm`:  source = output of layers[0].input_layernorm; target = output of
-                  layers[-1].input_layernorm (the public reference code's taps).
+    kind `layer0_to_final` (the paper's): source = output of decoder layer 0 (residual stream after layer 0);
+        target = final normed hidden state (the LM head's input; the loop already has it, so no hook).
+    kind `input_norms` (the public reference code's, tllm): source = output of layers[0].input_layernorm;
+        target = output of layers[-1].input_layernorm.
     """
 
-    def __init__(self, lm: LoadedModel, kind: str = "paper"):
-        if kind not in TAP_KINDS:
-            raise ValueError(f"taps={kind!r} is not one of {TAP_KINDS}")
+    def __init__(self, lm: LoadedModel, kind: str = TAPS[0]):
+        if kind not in TAPS:
+            raise ValueError(f"taps={kind!r} is not one of {TAPS}")
         self.kind = kind
         self.source: torch.Tensor | None = None
         self.target: torch.Tensor | None = None
         self._handles = []
-        if kind == "paper":
+        if kind == "layer0_to_final":
             self._handles.append(lm.layers[0].register_forward_hook(self._store("source")))
         else:
             self._handles.append(lm.layers[0].input_layernorm.register_forward_hook(self._store("source")))
@@ -61,7 +59,7 @@ class HiddenTaps:
 
     def read(self, final_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(source, target) for the current position; `final_hidden` is the normed last hidden state."""
-        target = final_hidden if self.kind == "paper" else self.target
+        target = final_hidden if self.kind == "layer0_to_final" else self.target
         return self.source, target
 
     def remove(self) -> None:

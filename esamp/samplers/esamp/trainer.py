@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from esamp.samplers.esamp.distiller import DistillerBank
-from esamp.samplers.esamp.variants import VARIANTS
+from esamp.samplers.esamp.variants import PAPER, VARIANTS
 
 OPTIMIZERS = ("adam", "adamw")
 MODES = ("serial", "async")
@@ -44,8 +44,9 @@ def clip_slot_(grads: list[Tensor], max_norm: float) -> Tensor:
 class OnlineTrainer:
     """Owns a :class:`DistillerBank` and trains it online with a batched, per-slot Adam/AdamW.
 
-    Loss per step: ``sum_s mean_{r active in s} mean_h (D_s(src[s, r]) - tgt[s, r])^2``. Slots whose rows are
-    all inactive get no update at all (parameters, moments and step count untouched).
+    Defaults: the paper variant's (``variants.PAPER``). Loss per step:
+    ``sum_s mean_{r active in s} mean_h (D_s(src[s, r]) - tgt[s, r])^2``. Slots whose rows are all inactive get
+    no update at all (parameters, moments and step count untouched).
 
     ``mode="async"``:
       * CUDA: the Distiller forward (prediction + loss) runs on a side stream, the caller's stream waits only
@@ -64,15 +65,15 @@ class OnlineTrainer:
     def __init__(
         self,
         bank: DistillerBank,
-        optimizer: str = "adam",
-        lr: float = 4e-4,
-        eps: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.999),
-        weight_decay: float = 0.0,
-        grad_clip: float | None = 0.5,
+        optimizer: str = PAPER["optimizer"],
+        lr: float = PAPER["lr"],
+        eps: float = PAPER["eps"],
+        betas: tuple[float, float] = PAPER["betas"],
+        weight_decay: float = PAPER["weight_decay"],
+        grad_clip: float | None = PAPER["grad_clip"],
         mode: str = "serial",
         max_steps: int = 4096,
-        loss_reduction: str = "mean",
+        loss_reduction: str = PAPER["loss_reduction"],
     ) -> None:
         if loss_reduction not in LOSS_REDUCTIONS:
             raise ValueError(f"unknown loss_reduction {loss_reduction!r}; allowed: {', '.join(LOSS_REDUCTIONS)}")
@@ -386,9 +387,8 @@ def make_trainer(variant: str = "paper", *, hidden: int, num_slots: int = 1, mod
                  device=None, **overrides) -> OnlineTrainer:
     """Build bank + trainer for an ESamp variant ("paper" or "tllm"); any default can be overridden.
 
-    Overrides: bank keys ``kind, intermediate, rank, init_down`` and trainer keys ``optimizer, lr, eps,
-    betas, weight_decay, grad_clip, max_steps``. A value of None means "use the variant's default" (so a
-    config can pass all keys); disable clipping with ``grad_clip=0``.
+    Overrides: bank keys ``_BANK_KEYS``, trainer keys ``_TRAINER_KEYS``. None means "the variant's default"
+    (so a config can pass all keys); disable clipping with ``grad_clip=0``.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
