@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from esamp import checks
 from esamp.kvcache import ModelStream
 from esamp.models import LoadedModel
 from esamp.runtime import tune_cpu_allocator
@@ -105,14 +106,14 @@ class _Batch:
     """Per-row state of the rows in the batch (slot-major). `slot_prompt[g]` is the prompt in slot g (None:
     free); `step[r]` is the index of row r's next token."""
 
-    def __init__(self, slots: int, n: int, max_new: int, device):
+    def __init__(self, slots: int, n: int, max_new_tokens: int, device):
         rows = slots * n
-        self.n, self.max_new = n, max_new
+        self.n, self.max_new_tokens = n, max_new_tokens
         self.slot_prompt: list[int | None] = [None] * slots
         self.slot_step = [0] * slots             # tokens generated so far by the slot's prompt (host copy)
-        self.history = torch.zeros((rows, max_new), dtype=torch.long, device=device)
-        self.uniforms = torch.zeros((rows, max_new), dtype=torch.float64, device=device)
-        self.gen_len = torch.full((rows,), max_new, dtype=torch.long, device=device)
+        self.history = torch.zeros((rows, max_new_tokens), dtype=torch.long, device=device)
+        self.uniforms = torch.zeros((rows, max_new_tokens), dtype=torch.float64, device=device)
+        self.gen_len = torch.full((rows,), max_new_tokens, dtype=torch.long, device=device)
         self.why = torch.zeros(rows, dtype=torch.long, device=device)  # a `Finish.code` per row
         self.active = torch.zeros(rows, dtype=torch.bool, device=device)
         self.last = torch.zeros(rows, dtype=torch.long, device=device)
@@ -142,18 +143,17 @@ class Decoder:
                  stop_strings: Sequence[str] = (), ignore_eos: bool = False, sync_every: int | None = None,
                  on_prompt_done: Callable[[int, list[RowResult]], None] | None = None,
                  on_snapshot: Callable[[dict, GenerationStats], None] | None = None,
-                 snapshot_every: float = 120.0):
+                 snapshot_every: float = 0.0):
         if len(prompts) != len(problem_ids):
             raise ValueError("prompts and problem_ids differ in length")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens={max_new_tokens} is invalid: allowed values are integers >= 1")
+        checks.integer("max_new_tokens", max_new_tokens)
         if stop_strings and sampler.handles_eos:
             raise ValueError(f"sampler {sampler.name} decides where its rows end (beam search): stop strings are "
                              "not supported with it, since they would retire single beams of a prompt")
         if lm.device.type == "cpu":
             tune_cpu_allocator()  # large per-step temporaries reuse heap pages instead of faulting in fresh ones
         self.lm, self.sampler, self.problem_ids, self.seed = lm, sampler, problem_ids, seed
-        self.max_new, self.stop_strings, self.snapshot_every = max_new_tokens, tuple(stop_strings), snapshot_every
+        self.max_new_tokens, self.stop_strings, self.snapshot_every = max_new_tokens, tuple(stop_strings), snapshot_every
         self.on_prompt_done, self.on_snapshot = on_prompt_done, on_snapshot
         self.device, self.n, P = lm.device, sampler.n, len(prompts)
         self.slots = max(1, min(batch_prompts or P, P))
@@ -183,7 +183,7 @@ class Decoder:
             since_sync = 0
             while True:
                 since_sync += 1
-                at_limit = [g for g, s in enumerate(self.batch.slot_step) if s >= self.max_new]
+                at_limit = [g for g, s in enumerate(self.batch.slot_step) if s >= self.max_new_tokens]
                 if at_limit or since_sync >= self.sync_every:
                     since_sync = 0
                     if not self.sync(at_limit):
@@ -209,7 +209,7 @@ class Decoder:
             if self.taps is not None:
                 self.taps.scatter(fwd, b.active.numel())
         # 3. each row's own uniform at its own step; the sampler chooses; the loop records
-        uniform = b.uniforms.gather(1, b.step.clamp(max=self.max_new - 1)[:, None]).squeeze(1)
+        uniform = b.uniforms.gather(1, b.step.clamp(max=self.max_new_tokens - 1)[:, None]).squeeze(1)
         view = StepView(hidden=hidden, uniform=uniform, rows=b.row_ids, active=b.active, row_steps=b.step,
                         lm=self.lm, taps=self.taps.read(hidden) if self.taps is not None else None,
                         input_ids=b.last)
@@ -229,7 +229,7 @@ class Decoder:
             if rows == slice(None):  # at a prefill the slot's rows share one cache: nothing to reorder
                 self.stream.reorder(choice.parents + base)
         active, cols = b.active[rows], b.step[rows]
-        b.history[rows] = b.history[rows].scatter(1, cols.clamp(max=self.max_new - 1)[:, None], last[:, None])
+        b.history[rows] = b.history[rows].scatter(1, cols.clamp(max=self.max_new_tokens - 1)[:, None], last[:, None])
         code = torch.zeros_like(last)
         if self.stop_on_eos:
             code = torch.where(torch.isin(last, self.eos), Finish.EOS.code, code)
@@ -286,9 +286,9 @@ class Decoder:
     def begin_wave(self) -> None:
         """Fresh batch state for up to `slots` prompts (once, or per wave for lock-step samplers)."""
         wave = self.pending[: self.slots]
-        self.stream = ModelStream(self.lm, len(wave), self.n, self.max_new, self.device, width=self.width)
-        self.batch = _Batch(len(wave), self.n, self.max_new, self.device)
-        self.sampler.begin(BatchInfo(lm=self.lm, num_prompts=len(wave), n=self.n, max_new_tokens=self.max_new,
+        self.stream = ModelStream(self.lm, len(wave), self.n, self.max_new_tokens, self.device, width=self.width)
+        self.batch = _Batch(len(wave), self.n, self.max_new_tokens, self.device)
+        self.sampler.begin(BatchInfo(lm=self.lm, num_prompts=len(wave), n=self.n, max_new_tokens=self.max_new_tokens,
                                      device=self.device, problem_ids=tuple(self.problem_ids[p] for p in wave),
                                      seed=self.seed))
         for g in range(len(wave)):
@@ -303,8 +303,8 @@ class Decoder:
         self.sampler.admit(g, self.problem_ids[p], self.encoded[p])
         out = self.stream.prefill(g, self.encoded[p])
         hidden = out.last_hidden_state[:, -1].expand(n, -1)
-        b.uniforms[rows] = row_uniforms(self.seed, [self.problem_ids[p]], n, self.max_new).to(self.device)
-        b.gen_len[rows], b.why[rows], b.active[rows], b.step[rows] = self.max_new, Finish.LENGTH.code, True, 0
+        b.uniforms[rows] = row_uniforms(self.seed, [self.problem_ids[p]], n, self.max_new_tokens).to(self.device)
+        b.gen_len[rows], b.why[rows], b.active[rows], b.step[rows] = self.max_new_tokens, Finish.LENGTH.code, True, 0
         if self.taps is not None:
             self.taps.repeat(n)  # the prompt's taps, once per sample row
         view = StepView(hidden=hidden, uniform=b.uniforms[rows, 0], rows=b.row_ids[rows], active=b.active[rows],
@@ -368,12 +368,13 @@ def generate(lm: LoadedModel, sampler: Sampler, prompts: Sequence[str], problem_
              ignore_eos: bool = False, sync_every: int | None = None,
              on_prompt_done: Callable[[int, list[RowResult]], None] | None = None,
              on_snapshot: Callable[[dict, GenerationStats], None] | None = None,
-             snapshot_every: float = 120.0) -> GenerationOutput:
+             snapshot_every: float = 0.0) -> GenerationOutput:
     """Generate `sampler.n` completions for every prompt (already rendered text), `batch_prompts` prompts
     in flight at a time (default: all). `on_prompt_done(prompt_index, rows)` fires as soon as all n rows of
     a prompt are finished; `on_snapshot(telemetry, stats)` gets the sampler's telemetry and the generation
     statistics so far (tokens of the prompts reported, seconds until now) at most every `snapshot_every`
-    seconds (after a prompt finished), so a killed run keeps them."""
+    seconds (after a prompt finished; 0: after every prompt; the pipeline passes generation.telemetry_every), so a
+    killed run keeps them."""
     return Decoder(lm, sampler, prompts, problem_ids, max_new_tokens=max_new_tokens, seed=seed,
                    batch_prompts=batch_prompts, stop_strings=stop_strings, ignore_eos=ignore_eos,
                    sync_every=sync_every, on_prompt_done=on_prompt_done, on_snapshot=on_snapshot,

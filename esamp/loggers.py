@@ -23,8 +23,7 @@ def wandb_configured() -> bool:
 
 
 class WandbLogger(NullLogger):
-    def __init__(self, project: str = "esamp", entity: str | None = None, mode: str | None = None,
-                 tags: list[str] | None = None):
+    def __init__(self, *, project: str, entity: str | None, mode: str | None, tags: list[str] | None):
         # Explicit mode > WANDB_MODE > online only when credentials exist.
         self.mode = mode or os.environ.get("WANDB_MODE") or ("online" if wandb_configured() else "offline")
         self.project, self.entity, self.tags = project, entity, list(tags or [])

@@ -12,6 +12,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from esamp import checks
+from esamp.checks import ConfigError
 from esamp.engines import EngineError, make_engine
 from esamp.generation import GenerationStats, RowResult
 from esamp.loggers import NullLogger
@@ -23,10 +25,6 @@ from esamp.tasks.base import Problem
 from esamp.tasks.data import DataNotFound
 
 log = logging.getLogger("esamp")
-
-
-class ConfigError(ValueError):
-    """A bad config value; raised before any model loads, with a one-line message."""
 
 
 def build(cfg: DictConfig, key: str):
@@ -42,13 +40,10 @@ def validate(cfg: DictConfig, sampler, task=None) -> list[int]:
     """Checks that need more than one group. Returns the k values of the Pass@k curve."""
     n = sampler.n
     gen = cfg.generation
-    if not isinstance(gen.batch_prompts, int) or gen.batch_prompts < 1:
-        raise ConfigError(f"generation.batch_prompts={gen.batch_prompts!r} is invalid: allowed values are integers >= 1")
+    checks.integer("generation.batch_prompts", gen.batch_prompts)
     least = sampler.min_new_tokens
-    max_new = task.max_new_tokens if task is not None else cfg.task.max_new_tokens
-    if not isinstance(max_new, int) or max_new < least:
-        raise ConfigError(f"task.max_new_tokens={max_new!r} is invalid: allowed values are integers "
-                          f">= {least} (sampler {sampler.name})")
+    max_new_tokens = task.max_new_tokens if task is not None else cfg.task.max_new_tokens
+    checks.integer("task.max_new_tokens", max_new_tokens, minimum=least)  # the sampler's least (e.g. ESamp: 2)
     if sampler.handles_eos and task is not None and task.stop_strings:
         raise ConfigError(f"sampler={sampler.name} with task={cfg.task.name}: the task ends completions at stop "
                           "strings, which beam search does not support (it decides where its rows end)")
@@ -82,6 +77,11 @@ def engine_name(cfg: DictConfig) -> str:
     return engine.get("name", "hf") if engine is not None else "hf"
 
 
+# Task keys added after runs were locked, at the value that reproduces what those runs did: left out of the
+# fingerprint at that value, so older run folders still resume.
+LOCK_NEUTRAL = {"prompt_style": "plain"}
+
+
 def prepare_store(cfg: DictConfig, out: Path, n: int, problems: list[Problem], shards: Shards, canonical=None):
     """Resume bookkeeping (main process): lock the generation settings, repair a torn samples.jsonl, fold
     in shards a killed sharded run left behind. Returns (store, pending problems, reused count, repairs)."""
@@ -94,7 +94,8 @@ def prepare_store(cfg: DictConfig, out: Path, n: int, problems: list[Problem], s
                              # which problems run (limit/subset) may change on resume; how each is prompted may not
                              # (allow_unisolated is about grading; each sample records its checks' isolation)
                              "task": {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items()
-                                      if k not in ("limit", "subset", "allow_unisolated")},
+                                      if k not in ("limit", "subset", "allow_unisolated")
+                                      and not (k in LOCK_NEUTRAL and LOCK_NEUTRAL[k] == v)},
                              "seed": cfg.seed,
                              "ignore_eos": cfg.generation.ignore_eos,
                              # samples of two engines never share a folder (hf runs keep their old lock)
@@ -174,7 +175,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
                           on_prompt_done=lambda i, rows: graded.append(submit_grading(i, rows)),
                           on_snapshot=(lambda tel, st: telemetry_log.save(tel, stats=vars(st))) if telemetry_log
                           else None,
-                          snapshot_every=float(cfg.generation.get("telemetry_every", 120)))
+                          snapshot_every=float(cfg.generation.telemetry_every))
     finally:
         grader.shutdown(wait=True)
     for fut in graded:

@@ -109,12 +109,12 @@ def replay(problems: list[ProblemTaps], setting: dict, variant: str = "paper", m
     overrides; {"predictor": "running_mean"} for the reference); returns per-step curves (index t-1 = step t)
     of the mean relative error, error along h, gradient norm, eps-damped share, and the active rows."""
     H, S = problems[0].src.shape[-1], len(problems)
-    T = min(max_steps, max(int(pt.steps.max()) for pt in problems))
-    rows = [0] * T
+    horizon = min(max_steps, max(int(pt.steps.max()) for pt in problems))
+    rows = [0] * horizon
     if setting.get("predictor") == RUNNING_MEAN:
-        rel_sum, along_sum = [0.0] * T, [0.0] * T
+        rel_sum, along_sum = [0.0] * horizon, [0.0] * horizon
         total, count = torch.zeros(S, 1, H), torch.zeros(S, 1, 1)
-        for t in range(1, T + 1):
+        for t in range(1, horizon + 1):
             src, tgt, mask = _stack(problems, t)
             pred = total / count.clamp_min(1)
             err = tgt - pred
@@ -125,16 +125,16 @@ def replay(problems: list[ProblemTaps], setting: dict, variant: str = "paper", m
             total += (tgt * mask[..., None]).sum(1, keepdim=True)
             count += mask.sum(1).view(S, 1, 1)
         mean = lambda xs: [x / c if c else float("nan") for x, c in zip(xs, rows)]  # noqa: E731
-        nan = [float("nan")] * T
+        nan = [float("nan")] * horizon
         return _curves(rows, mean(rel_sum), mean(along_sum), nan, nan)
     opts = {k: v for k, v in setting.items() if k != "predictor"}
-    trainer = make_trainer(variant, hidden=H, num_slots=S, max_steps=T, **opts)
+    trainer = make_trainer(variant, hidden=H, num_slots=S, max_new_tokens=horizon, **opts)
     # each slot's fresh Distiller drawn exactly as the sampler draws it at admission: from (seed, problem id)
-    trainer.reset(generators=[prompt_generator(seed, pt.problem_id, "cpu") for pt in problems], max_steps=T)
+    trainer.reset(generators=[prompt_generator(seed, pt.problem_id, "cpu") for pt in problems], max_new_tokens=horizon)
     if opts.get("output_bias") == "prompt":
         for s, pt in enumerate(problems):
             trainer.bank.set_output_bias(s, pt.prompt_mean)
-    for t in range(1, T + 1):
+    for t in range(1, horizon + 1):
         src, tgt, mask = _stack(problems, t)
         trainer.step(src, tgt, mask, slot_steps=torch.full((S,), t - 1, dtype=torch.long))
         rows[t - 1] = int(mask.sum())

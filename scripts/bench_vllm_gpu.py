@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from esamp.configs import from_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # a small qwen2 shape for a CPU smoke of this script (head_dim 64: vLLM's CPU attention has a kernel for it)
@@ -47,7 +48,6 @@ def bench_shape(shape: str, args, root: Path) -> dict:
     from vllm.inputs import TokensPrompt
 
     from esamp.engines.vllm.esamp_hook import SLOT_KEY, ESampHook
-    from esamp.samplers.esamp import ESampSampler
 
     cuda = torch.cuda.is_available()
     folder = config_folder(shape, root)
@@ -74,7 +74,7 @@ def bench_shape(shape: str, args, root: Path) -> dict:
     def arm(esamp: bool) -> float:
         hook = None
         if esamp:
-            sampler = ESampSampler(n=args.n, beta=0.25, trainer=args.trainer)
+            sampler = from_yaml("sampler", "esamp", n=args.n, beta=0.25, trainer=args.trainer)
             hook = ESampHook(runner, sampler, slots=args.prompts, n=args.n, seed=0, max_new_tokens=args.tokens)
             for p in range(args.prompts):
                 hook.admit(p, f"bench/{p}")

@@ -9,6 +9,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from esamp.configs import from_yaml
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -24,6 +26,16 @@ def shared_data_dir() -> Path | None:
         if cand.is_dir():
             return cand
     return None
+
+
+def make_sampler(option: str, **overrides):
+    """conf/sampler/<option>.yaml with `overrides` (esamp.configs.from_yaml; `as_class=` for a test subclass)."""
+    return from_yaml("sampler", option, **overrides)
+
+
+def make_task(option: str, **overrides):
+    """conf/task/<option>.yaml with `overrides`."""
+    return from_yaml("task", option, **overrides)
 
 
 def tiny_cfg(**kw):

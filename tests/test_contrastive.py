@@ -14,7 +14,7 @@ from esamp.pipeline import ConfigError, build
 from esamp.samplers.base import StepView
 from esamp.samplers.contrastive import ContrastiveSampler
 from esamp.samplers.truncation import truncate
-from tests.conftest import ROOT, tiny_cfg
+from tests.conftest import ROOT, make_sampler, tiny_cfg
 
 PROMPTS = ["Hi", "The quick brown fox jumps over", "A longer prompt: the amateur's row cache must grow for it.",
            "The longest prompt of all four, entering a slot while the other slot is still mid-generation."]
@@ -34,7 +34,8 @@ def pair():
     while others are mid-generation; the amateur's rows must follow)."""
     expert = load_model(tiny_cfg(init_scale=8.0, seed=1))
     amateur = load_model(tiny_cfg(init_scale=8.0, seed=2, name="tiny-amateur"))
-    probe = generate(expert, ContrastiveSampler(amateur, n=4), PROMPTS, IDS, max_new_tokens=16, seed=11,
+    probe = generate(expert, make_sampler("contrastive", amateur=amateur, n=4), PROMPTS, IDS, max_new_tokens=16,
+                     seed=11,
                      ignore_eos=True)
     counts = torch.bincount(torch.tensor([t for rows in probe.prompts for r in rows for t in r.token_ids]))
     extra = counts.argsort(descending=True)[:5].tolist()
@@ -55,9 +56,9 @@ INF = float("-inf")
 class Stub(ContrastiveSampler):
     """No models: the expert's logits are the view's hidden state (identity head), the amateur's are given."""
 
-    def __init__(self, amateur_logits, **kw):
+    def __init__(self, amateur, **kw):  # `amateur`: the amateur's logits, in place of a model
         super().__init__(amateur={"source": "stub"}, **kw)
-        self.given = amateur_logits
+        self.given = amateur
 
     def amateur_logits(self, view):
         return self.given.expand(view.hidden.shape[0], -1)
@@ -71,26 +72,27 @@ def stub_view(expert, uniforms):
 
 
 def test_plausibility_cut_and_scores_on_hand_values():
-    li = ContrastiveSampler(amateur={"source": "stub"}, alpha=0.1, formula="li").scores(E, A)
+    li = make_sampler("contrastive", amateur={"source": "stub"}, alpha=0.1, formula="li").scores(E, A)
     expected = torch.tensor([[math.log(0.5 / 0.6), math.log(0.3 / 0.1), INF, math.log(0.16 / 0.29)]])
     assert torch.allclose(li, expected, atol=1e-6) and li[0, 2] == INF
     # alpha moves the cut: 0.35 keeps p >= 0.175 (tokens 0, 1); 1 keeps only the expert's argmax
-    assert torch.isfinite(ContrastiveSampler(amateur={"source": "s"}, alpha=0.35, formula="li").scores(E, A)).tolist() == \
-        [[True, True, False, False]]
-    assert torch.isfinite(ContrastiveSampler(amateur={"source": "s"}, alpha=1.0, formula="li").scores(E, A)).tolist() == \
-        [[True, False, False, False]]
+    def li_scores(alpha):
+        return make_sampler("contrastive", amateur={"source": "s"}, alpha=alpha, formula="li").scores(E, A)
+
+    assert torch.isfinite(li_scores(0.35)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(li_scores(1.0)).tolist() == [[True, False, False, False]]
     # alpha small enough keeps everything, and token 2 then wins the contrast
-    assert ContrastiveSampler(amateur={"source": "s"}, alpha=0.01, formula="li").scores(E, A).argmax().item() == 2
+    assert li_scores(0.01).argmax().item() == 2
     # O'Brien & Lewis on logits, and the amateur's temperature
-    ob = ContrastiveSampler(amateur={"source": "s"}, formula="obrien", beta=0.5).scores(E, A)
+    ob = make_sampler("contrastive", amateur={"source": "s"}, formula="obrien", beta=0.5).scores(E, A)
     assert torch.allclose(ob, torch.where(torch.isfinite(li), 1.5 * E - 0.5 * A, INF), atol=1e-6)
-    hot = ContrastiveSampler(amateur={"source": "s"}, amateur_temperature=2.0, formula="li").scores(E, A)
+    hot = make_sampler("contrastive", amateur={"source": "s"}, amateur_temperature=2.0, formula="li").scores(E, A)
     assert torch.allclose(hot, torch.where(torch.isfinite(li), E.log_softmax(-1) - (A / 2).log_softmax(-1), INF),
                           atol=1e-6)
 
 
 def test_padded_heads_are_cut_to_the_shared_vocabulary():
-    s = ContrastiveSampler(amateur={"source": "s"}, alpha=0.1)
+    s = make_sampler("contrastive", amateur={"source": "s"}, alpha=0.1)
     padded_amateur = torch.cat([A, torch.full((1, 3), 50.0)], -1)   # amateur head longer: extra columns ignored
     assert torch.equal(s.scores(E, padded_amateur), s.scores(E, A))
     padded_expert = torch.cat([E, torch.full((1, 2), -30.0)], -1)   # expert head longer: extra columns never chosen
@@ -101,13 +103,17 @@ def test_padded_heads_are_cut_to_the_shared_vocabulary():
 def test_choose_samples_the_score_inside_v_head_only():
     # weights exp(score) on V_head: 0.5/0.6, 3, 0, 0.16/0.29 -> CDF 0.190, 0.874, 0.874, 1
     uniforms = [0.0, 0.1, 0.2, 0.5, 0.87, 0.875, 0.99, 1 - 1e-12]
-    got = Stub(A, alpha=0.1, temperature=1.0, formula="li").choose(stub_view(E, uniforms)).tokens.tolist()
+    got = make_sampler("contrastive", as_class=Stub, amateur=A, alpha=0.1, temperature=1.0,
+                       formula="li").choose(stub_view(E, uniforms)).tokens.tolist()
     assert got == [0, 0, 1, 1, 1, 3, 3, 3]
-    assert Stub(A, alpha=0.1, temperature=0.0, formula="li").choose(stub_view(E, [0.5])).tokens.tolist() == [1]  # greedy CD
+    assert make_sampler("contrastive", as_class=Stub, amateur=A, alpha=0.1, temperature=0.0,
+                        formula="li").choose(stub_view(E, [0.5])).tokens.tolist() == [1]  # greedy CD
     # the base sampler's temperature and filters act on the score: top_k=1 is greedy again
-    assert Stub(A, alpha=0.1, top_k=1, formula="li").choose(stub_view(E, uniforms)).tokens.tolist() == [1] * len(uniforms)
-    score = ContrastiveSampler(amateur={"source": "s"}).scores(E, A)
-    assert torch.equal(Stub(A, temperature=0.5, top_p=0.9).filtered(score), truncate(score / 0.5, top_p=0.9))
+    top1 = make_sampler("contrastive", as_class=Stub, amateur=A, alpha=0.1, top_k=1, formula="li")
+    assert top1.choose(stub_view(E, uniforms)).tokens.tolist() == [1] * len(uniforms)
+    score = make_sampler("contrastive", amateur={"source": "s"}).scores(E, A)
+    assert torch.equal(make_sampler("contrastive", as_class=Stub, amateur=A, temperature=0.5,
+                                    top_p=0.9).filtered(score), truncate(score / 0.5, top_p=0.9))
 
 
 # ---------------------------------------------------------------------------------------------- (1) amateur == expert
@@ -140,7 +146,7 @@ def test_amateur_equal_to_expert_samples_v_head_uniformly(sharp_lm):
     """Same weights, formula li: log p_e - log p_a = 0 on V_head, so CD samples V_head uniformly."""
     n, alpha = 2000, 0.1
     prompt = sharp_lm.render([{"role": "user", "content": "Pick a number."}])
-    cd = Recording(sharp_lm, n=n, alpha=alpha, formula="li")
+    cd = make_sampler("contrastive", as_class=Recording, amateur=sharp_lm, n=n, alpha=alpha, formula="li")
     out = generate(sharp_lm, cd, [prompt], ["q"], max_new_tokens=1, seed=5, ignore_eos=True)
     first = torch.tensor([r.token_ids[0] for r in out.prompts[0]])
     with torch.no_grad():  # V_head from a plain forward, not through the sampler
@@ -161,7 +167,7 @@ def test_amateur_equal_to_expert_samples_v_head_uniformly(sharp_lm):
     se = math.sqrt((1 / k) * (1 - 1 / k) / n)
     assert ((freq - 1 / k).abs() <= 4.5 * se).all(), (freq, 1 / k)
     # later steps: every token stays in its V_head, the amateur's decode logits equal the loop's expert ones
-    cd = Recording(sharp_lm, n=6, alpha=alpha, formula="li")
+    cd = make_sampler("contrastive", as_class=Recording, amateur=sharp_lm, n=6, alpha=alpha, formula="li")
     generate(sharp_lm, cd, PROMPTS[:3], IDS[:3], max_new_tokens=10, seed=2, batch_prompts=2, ignore_eos=True)
     assert len(cd.seen) == 3 * 6 * 10
     for _, _, step, expert, amateur, _, token in cd.seen:
@@ -176,7 +182,8 @@ def test_amateur_logits_equal_a_plain_forward(pair):
     for longer prompts, a slot leaving at the end) equals a full forward of the amateur on the row's prompt +
     the tokens generated before that step."""
     expert, amateur = pair
-    cd = Recording(amateur, n=3, alpha=0.1, formula="li")  # li: its rows end at steps that make a slot leave
+    cd = make_sampler("contrastive", as_class=Recording, amateur=amateur, n=3, alpha=0.1,
+                      formula="li")  # li: its rows end at steps that make a slot leave
     out = generate(expert, cd, PROMPTS, IDS, max_new_tokens=16, seed=6, batch_prompts=2)
     reasons = {r.finish_reason for rows in out.prompts for r in rows}
     assert "eos" in reasons and out.stats.admissions == 4 and out.stats.compactions >= 1
@@ -201,19 +208,21 @@ def test_amateur_logits_equal_a_plain_forward(pair):
 def test_samples_do_not_depend_on_the_batch(pair, formula):
     expert, amateur = pair
     kw = dict(n=3, alpha=0.1, formula=formula)
-    two = generate(expert, ContrastiveSampler(amateur, **kw), PROMPTS, IDS, max_new_tokens=16, seed=3,
+    two = generate(expert, make_sampler("contrastive", amateur=amateur, **kw), PROMPTS, IDS, max_new_tokens=16, seed=3,
                    batch_prompts=2)
-    rev = generate(expert, ContrastiveSampler(amateur, **kw), PROMPTS[::-1], IDS[::-1], max_new_tokens=16,
+    rev = generate(expert, make_sampler("contrastive", amateur=amateur, **kw), PROMPTS[::-1], IDS[::-1],
+                   max_new_tokens=16,
                    seed=3, batch_prompts=3)
     ref = tokens_by_id(two, IDS)
     assert tokens_by_id(rev, IDS[::-1]) == ref
     for prompt, pid in zip(PROMPTS, IDS):
-        alone = generate(expert, ContrastiveSampler(amateur, **kw), [prompt], [pid], max_new_tokens=16, seed=3)
+        alone = generate(expert, make_sampler("contrastive", amateur=amateur, **kw), [prompt], [pid],
+                         max_new_tokens=16, seed=3)
         assert tokens_by_id(alone, [pid]) == {pid: ref[pid]}
     lengths = {len(t) for rows in ref.values() for t in rows}
     assert len(lengths) > 2 and min(lengths) < 16  # EOS on and rows ending at different steps
     # and the contrast does change the samples (vs the expert's own temperature sampling with the cut only)
-    own = generate(expert, ContrastiveSampler(expert, **kw), PROMPTS, IDS, max_new_tokens=16, seed=3,
+    own = generate(expert, make_sampler("contrastive", amateur=expert, **kw), PROMPTS, IDS, max_new_tokens=16, seed=3,
                    batch_prompts=2)
     assert tokens_by_id(own, IDS) != ref
 
@@ -237,7 +246,7 @@ def test_samples_do_not_depend_on_the_batch(pair, formula):
 ])
 def test_bad_options_fail_with_the_key(kw, key):
     with pytest.raises(ValueError) as err:
-        ContrastiveSampler(**{"amateur": {"source": "tiny_random"}, **kw})
+        make_sampler("contrastive", **{"amateur": {"source": "tiny_random"}, **kw})
     msg = str(err.value)
     assert msg.startswith(f"sampler.{key}=") and "allowed" in msg and "\n" not in msg
 
@@ -246,7 +255,7 @@ def test_vocabulary_mismatch_fails_when_the_batch_begins(tiny_lm):
     other = load_model(tiny_cfg(seed=3))
     other.tokenizer.add_tokens(["<extra>"])  # a different tokenizer
     with pytest.raises(ValueError) as err:
-        generate(tiny_lm, ContrastiveSampler(other, n=2), ["Hi"], ["a"], max_new_tokens=2)
+        generate(tiny_lm, make_sampler("contrastive", amateur=other, n=2), ["Hi"], ["a"], max_new_tokens=2)
     msg = str(err.value)
     assert msg.startswith("sampler.amateur=") and "tokenizer" in msg and "\n" not in msg
     # same tokenizer, but a head smaller than it (some tokens would have no amateur logit)
@@ -256,7 +265,7 @@ def test_vocabulary_mismatch_fails_when_the_batch_begins(tiny_lm):
                                                  num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1),
                                      dtype=torch.float32)
     with pytest.raises(ValueError, match=r"^sampler\.amateur=.*do not cover") as err:
-        generate(tiny_lm, ContrastiveSampler(small, n=2), ["Hi"], ["a"], max_new_tokens=2)
+        generate(tiny_lm, make_sampler("contrastive", amateur=small, n=2), ["Hi"], ["a"], max_new_tokens=2)
     assert "\n" not in str(err.value)
 
 
@@ -271,7 +280,7 @@ def test_config_composes_without_loading_and_errors_name_the_key():
     d = sampler.describe()
     assert d["name"] == "contrastive" and d["alpha"] == 0.1 and d["formula"] == "obrien" and d["n"] == 8
     assert d["amateur"] == "qwen2.5-coder-0.5b-instruct" and d["order"].startswith("V_head")
-    assert ContrastiveSampler(amateur={"source": "s"}).formula == "obrien"  # the form published for sampling
+    assert make_sampler("contrastive", amateur={"source": "s"}).formula == "obrien"  # the form published for sampling
     s = build(smoke, "sampler")
     assert s.formula == "li" and s.amateur_cfg["source"] == "tiny_random" and s.amateur_cfg["seed"] == 1
     with pytest.raises(ConfigError, match=r"sampler\.alpha=0 is invalid"):
@@ -280,7 +289,7 @@ def test_config_composes_without_loading_and_errors_name_the_key():
 
 def test_telemetry_reports_the_mean_head_size(pair):
     expert, amateur = pair
-    s = ContrastiveSampler(amateur, n=2, alpha=0.1)
+    s = make_sampler("contrastive", amateur=amateur, n=2, alpha=0.1)
     out = generate(expert, s, PROMPTS[:2], IDS[:2], max_new_tokens=6, seed=1, ignore_eos=True)
     summary = s.summarize([out.telemetry])
     assert summary["amateur"] == "tiny-amateur" and summary["row_steps"] == 2 * 2 * 6

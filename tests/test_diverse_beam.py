@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from esamp.generation import generate
 from esamp.models import load_model
 from esamp.samplers.diverse_beam import DiverseBeamSampler
+from tests.conftest import make_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "math500_tiny.jsonl"
@@ -45,7 +46,7 @@ def lm_eos(lm):
 def _beam(**kw) -> DiverseBeamSampler:
     args = dict(num_beams=4, num_groups=1, diversity_penalty=0.0, length_penalty=1.0, early_stopping=True)
     args.update(kw)
-    return DiverseBeamSampler(**args)
+    return make_sampler("diverse_beam", **args)
 
 
 def _left_pad(seqs, pad_id):
@@ -153,7 +154,7 @@ def test_groups_of_one_beam_match_brute_force(lm, groups, penalty, steps):
     ref_seqs, ref_scores = _brute_diverse(lm, prompt, groups, penalty, steps)
     plain, _ = _brute_diverse(lm, prompt, groups, 0.0, steps)
     assert ref_seqs != plain  # the penalty changes at least one decision: the comparison means something
-    sampler = DiverseBeamSampler(num_beams=groups, num_groups=groups, diversity_penalty=penalty,
+    sampler = make_sampler("diverse_beam", num_beams=groups, num_groups=groups, diversity_penalty=penalty,
                                  length_penalty=1.0, early_stopping=True)
     rows = generate(lm, sampler, [prompt], ["p"], max_new_tokens=steps).prompts[0]
     by_group = {r.meta["beam_group"]: r for r in rows}
@@ -165,7 +166,7 @@ def test_groups_of_one_beam_match_brute_force(lm, groups, penalty, steps):
 
 def test_penalty_increases_distinct_sequences(lm):
     def run(penalty):
-        s = DiverseBeamSampler(num_beams=8, num_groups=4, diversity_penalty=penalty, early_stopping=True)
+        s = make_sampler("diverse_beam", num_beams=8, num_groups=4, diversity_penalty=penalty, early_stopping=True)
         return generate(lm, s, PROMPTS, ["a", "b"], max_new_tokens=6).prompts
 
     same, diverse = run(0.0), run(1.0)
@@ -195,11 +196,11 @@ def test_batching_and_sync_points_do_not_change_results(lm_eos):
     def key(rows):
         return [(r.token_ids, round(r.meta["beam_score"], 4), r.finish_reason) for r in rows]
 
-    both = generate(lm, DiverseBeamSampler(**kw), PROMPTS, ["a", "b"], max_new_tokens=10)
+    both = generate(lm, make_sampler("diverse_beam", **kw), PROMPTS, ["a", "b"], max_new_tokens=10)
     assert both.stats.compactions >= 1  # the first prompt finished early and was compacted out
-    synced = generate(lm, DiverseBeamSampler(**kw), PROMPTS, ["a", "b"], max_new_tokens=10, sync_every=3)
+    synced = generate(lm, make_sampler("diverse_beam", **kw), PROMPTS, ["a", "b"], max_new_tokens=10, sync_every=3)
     for p, prompt in enumerate(PROMPTS):
-        alone = generate(lm, DiverseBeamSampler(**kw), [prompt], ["x"], max_new_tokens=10).prompts[0]
+        alone = generate(lm, make_sampler("diverse_beam", **kw), [prompt], ["x"], max_new_tokens=10).prompts[0]
         assert key(both.prompts[p]) == key(alone)
         assert key(synced.prompts[p]) == key(alone)
 
@@ -223,7 +224,7 @@ def test_stop_strings_are_refused_up_front(lm):
 ])
 def test_validation(kw, key):
     with pytest.raises(ValueError) as err:
-        DiverseBeamSampler(**kw)
+        make_sampler("diverse_beam", **kw)
     msg = str(err.value)
     assert msg.startswith(key + "=") and "allowed values" in msg and "\n" not in msg
 
@@ -235,7 +236,7 @@ def test_n_is_num_beams_and_config():
 
     s = instantiate(cfg, _convert_="all")
     assert (s.n, s.num_beams, s.num_groups, s.name) == (8, 8, 4, "diverse_beam")
-    assert s.handles_eos and DiverseBeamSampler(num_beams=8, n=8).n == 8
+    assert s.handles_eos and make_sampler("diverse_beam", num_beams=8, n=8).n == 8
 
 
 # ------------------------------------------------------------------------------ end to end

@@ -7,7 +7,8 @@ import torch
 from esamp.generation import generate
 from esamp.samplers.base import BatchInfo, StepView
 from esamp.samplers.esamp import ESampSampler
-from esamp.samplers.truncation import TruncationSampler, truncate
+from esamp.samplers.truncation import truncate
+from tests.conftest import make_sampler
 
 PROMPTS = ["Once upon a time", "The answer is", "In a hole in the ground there lived"]
 IDS = ["p0", "p1", "p2"]
@@ -25,21 +26,21 @@ def gen(lm, sampler, n_tokens=24, seed=3):
 @pytest.mark.parametrize("filters", FILTERS)
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_beta_zero_equals_base_sampler(peaked_lm, filters, temperature):
-    base = gen(peaked_lm, TruncationSampler(n=3, temperature=temperature, **filters))
-    es = ESampSampler(n=3, temperature=temperature, beta=0.0, **filters)
+    base = gen(peaked_lm, make_sampler("temperature", n=3, temperature=temperature, **filters))
+    es = make_sampler("esamp", n=3, temperature=temperature, beta=0.0, **filters)
     out = gen(peaked_lm, es)
     assert toks(out) == toks(base)
     assert out.telemetry["train_steps"] > 0  # the Distiller still trained: beta only gates the intervention
 
 
 def test_beta_positive_changes_tokens(peaked_lm):
-    base = gen(peaked_lm, TruncationSampler(n=3))
-    assert toks(gen(peaked_lm, ESampSampler(n=3, beta=0.5))) != toks(base)
+    base = gen(peaked_lm, make_sampler("temperature", n=3))
+    assert toks(gen(peaked_lm, make_sampler("esamp", n=3, beta=0.5))) != toks(base)
 
 
 def test_top_k_one_equals_greedy(peaked_lm):
-    greedy = gen(peaked_lm, TruncationSampler(n=2, temperature=0.0))
-    assert toks(gen(peaked_lm, ESampSampler(n=2, beta=1.0, top_k=1))) == toks(greedy)
+    greedy = gen(peaked_lm, make_sampler("temperature", n=2, temperature=0.0))
+    assert toks(gen(peaked_lm, make_sampler("esamp", n=2, beta=1.0, top_k=1))) == toks(greedy)
 
 
 class Recorder(ESampSampler):
@@ -59,7 +60,8 @@ class Recorder(ESampSampler):
 
 @pytest.mark.parametrize("filters", FILTERS[1:])
 def test_never_picks_a_token_the_filter_removed(peaked_lm, filters):
-    rec = Recorder(n=4, beta=2.0, **filters)  # a large beta pushes hard towards low-probability tokens
+    rec = make_sampler("esamp", as_class=Recorder, n=4, beta=2.0,
+                       **filters)  # a large beta pushes hard towards low-probability tokens
     gen(peaked_lm, rec, n_tokens=30)
     for keep, tokens in rec.log:
         assert keep.gather(1, tokens[:, None]).all()
@@ -78,7 +80,7 @@ def test_intervention_keeps_the_candidate_set(peaked_lm):
 
     mod.sample = spy
     try:
-        rec = Recorder(n=2, beta=0.5, top_p=0.9)
+        rec = make_sampler("esamp", as_class=Recorder, n=2, beta=0.5, top_p=0.9)
         gen(peaked_lm, rec, n_tokens=10)
     finally:
         mod.sample = real_sample
@@ -116,7 +118,7 @@ def test_fusion_on_hand_computed_logits():
     # subtract: [2, 1] - .5 * [3, -1] = [0.5, 1.5] -> p(1) = sigmoid(1.0)
     for fusion, p1 in (("extrapolate", torch.sigmoid(torch.tensor(0.5))),
                        ("subtract", torch.sigmoid(torch.tensor(1.0)))):
-        es = ESampSampler(n=1, beta=0.5, top_k=2, temperature=1.0, latent_mixing=False, fusion=fusion)
+        es = make_sampler("esamp", n=1, beta=0.5, top_k=2, temperature=1.0, latent_mixing=False, fusion=fusion)
         es.begin(BatchInfo(lm=StubLM(), num_prompts=1, n=1, max_new_tokens=8, device=torch.device("cpu"),
                            problem_ids=("p",), seed=0))
         if hasattr(es, "admit"):  # samplers with per-slot state learn of a prompt entering slot 0
@@ -139,8 +141,8 @@ def test_latent_mixing_equals_logit_fusion(tiny_lm):
     fused = (1 + beta) * head(h) - beta * head(h_pred)
     assert torch.allclose(mixed, fused, atol=1e-4)
     # and end to end: the two ESamp paths produce the same tokens (float32 tiny model)
-    a = gen(tiny_lm, ESampSampler(n=3, beta=0.3, latent_mixing=True))
-    b = gen(tiny_lm, ESampSampler(n=3, beta=0.3, latent_mixing=False))
+    a = gen(tiny_lm, make_sampler("esamp", n=3, beta=0.3, latent_mixing=True))
+    b = gen(tiny_lm, make_sampler("esamp", n=3, beta=0.3, latent_mixing=False))
     assert toks(a) == toks(b)
 
 
@@ -166,8 +168,8 @@ def test_latent_mixing_in_bf16_equals_logit_fusion_up_to_rounding():
 
 
 def test_serial_and_async_give_the_same_tokens(peaked_lm):
-    a = gen(peaked_lm, ESampSampler(n=3, beta=0.5, trainer="serial"), n_tokens=30)
-    b = gen(peaked_lm, ESampSampler(n=3, beta=0.5, trainer="async"), n_tokens=30)
+    a = gen(peaked_lm, make_sampler("esamp", n=3, beta=0.5, trainer="serial"), n_tokens=30)
+    b = gen(peaked_lm, make_sampler("esamp", n=3, beta=0.5, trainer="async"), n_tokens=30)
     assert toks(a) == toks(b)
     assert a.telemetry["loss_curve"] == pytest.approx(b.telemetry["loss_curve"], rel=1e-5)
 
@@ -178,8 +180,8 @@ def test_variant_switches_change_the_output(peaked_lm, ablation):
     # (the two fusion orders coincide at T = 1; they differ in whether the distiller logit is scaled by T)
     ref_kw = dict(n=3, beta=0.5)
     ref_kw.update({k: v for k, v in ablation.items() if k in ("top_p", "temperature")})
-    ref = gen(peaked_lm, ESampSampler(**ref_kw), n_tokens=30)
-    out = gen(peaked_lm, ESampSampler(**{**ref_kw, **ablation}), n_tokens=30)
+    ref = gen(peaked_lm, make_sampler("esamp", **ref_kw), n_tokens=30)
+    out = gen(peaked_lm, make_sampler("esamp", **{**ref_kw, **ablation}), n_tokens=30)
     assert toks(out) != toks(ref)
 
 
@@ -245,7 +247,7 @@ def trained(step):
 
 @pytest.mark.parametrize("state", ["shared", "per_prompt"])
 def test_state_decides_which_rows_train_each_distiller(peaked_lm, state):
-    probe = Probe(n=3, beta=0.5, state=state)
+    probe = make_sampler("esamp", as_class=Probe, n=3, beta=0.5, state=state)
     out = gen(peaked_lm, probe, n_tokens=20)
     steps = probe.decode_steps()
     assert len(steps) == 19
@@ -272,7 +274,7 @@ def test_noise_control_has_each_rows_error_norm(peaked_lm, error):
     """Latent mixing feeds lm_head(h + beta * e) with e the latent error h - h_pred (error=distiller) or
     noise of exactly that norm per row (error=noise): recover e from the head's input and compare."""
     beta = 0.5
-    probe = Probe(n=3, beta=beta, error=error, latent_mixing=True)
+    probe = make_sampler("esamp", as_class=Probe, n=3, beta=beta, error=error, latent_mixing=True)
     gen(peaked_lm, probe, n_tokens=12)
     cosines = []
     for st in probe.decode_steps():
@@ -297,7 +299,7 @@ def test_fusion_formula_on_the_real_model(peaked_lm, fusion):
     logits recomputed by hand from the LM head and the real Distiller's prediction; the other formula
     would have picked differently somewhere."""
     beta, temp = 1.0, 0.8
-    probe = Probe(n=3, beta=beta, fusion=fusion, temperature=temp, latent_mixing=False)
+    probe = make_sampler("esamp", as_class=Probe, n=3, beta=beta, fusion=fusion, temperature=temp, latent_mixing=False)
     gen(peaked_lm, probe, n_tokens=16)
     head = peaked_lm.lm_head
     disagree = 0
@@ -322,7 +324,7 @@ def test_fusion_formula_on_the_real_model(peaked_lm, fusion):
 
 
 def test_esamp_samples_are_batch_invariant(peaked_lm):
-    es = ESampSampler(n=3, beta=0.5)
+    es = make_sampler("esamp", n=3, beta=0.5)
     together = gen(peaked_lm, es)
     alone = generate(peaked_lm, es, PROMPTS[1:2], IDS[1:2], max_new_tokens=24, seed=3, ignore_eos=True)
     assert toks(alone)[0] == toks(together)[1]
@@ -331,7 +333,7 @@ def test_esamp_samples_are_batch_invariant(peaked_lm):
 def test_distiller_learns_during_generation(peaked_lm):
     # A random tiny model's states are hard to predict at the paper's lr in 60 steps; a larger lr checks
     # the mechanics here (the real-model run in the closing note shows the paper setting learning).
-    out = gen(peaked_lm, ESampSampler(n=4, beta=0.25, distiller={"lr": 1e-2}), n_tokens=60)
+    out = gen(peaked_lm, make_sampler("esamp", n=4, beta=0.25, distiller={"lr": 1e-2}), n_tokens=60)
     curve = out.telemetry["loss_curve"]
     assert out.telemetry["train_steps"] == 59  # every decode step after the first trains once
     first, last = sum(curve[:5]) / 5, sum(curve[-5:]) / 5
@@ -339,7 +341,7 @@ def test_distiller_learns_during_generation(peaked_lm):
 
 
 def test_zero_training_steps_is_an_error(tiny_lm):
-    es = ESampSampler(n=2)
+    es = make_sampler("esamp", n=2)
     out = generate(tiny_lm, es, PROMPTS[:1], IDS[:1], max_new_tokens=1)
     with pytest.raises(RuntimeError, match="0 Distiller training steps"):
         es.summarize([out.telemetry])
@@ -350,7 +352,7 @@ def test_zero_training_steps_is_an_error(tiny_lm):
                                     (dict(variant="v2"), "variant"), (dict(trainer="threads"), "trainer")])
 def test_bad_options_fail_with_the_key(kw, key):
     with pytest.raises(ValueError, match=f"sampler.{key}="):
-        ESampSampler(**kw)
+        make_sampler("esamp", **kw)
 
 
 @pytest.mark.parametrize("key,old,new", [("fusion", "paper", "extrapolate"), ("fusion", "naive", "subtract"),
@@ -361,21 +363,21 @@ def test_old_knob_names_still_work_and_are_recorded_under_the_new_name(key, old,
     """Committed runs' configs use the old names: accepted with a deprecation warning naming the new one; the
     sampler, results.json and a resume's lock comparison see the new name."""
     with pytest.warns(FutureWarning, match=f"sampler.{key}={old} is deprecated.*sampler.{key}={new}"):
-        es = ESampSampler(n=2, **{key: old})
-    assert es.describe()[key] == new == ESampSampler(n=2, **{key: new}).describe()[key]
+        es = make_sampler("esamp", n=2, **{key: old})
+    assert es.describe()[key] == new == make_sampler("esamp", n=2, **{key: new}).describe()[key]
     assert ESampSampler.canonical_settings({key: old, "beta": 0.25}) == {key: new, "beta": 0.25}
 
 
 @pytest.mark.parametrize("variant,distiller,key", [
     ("paper", {"rank": 32}, "sampler.distiller.rank"),            # a tllm-only key with the paper Distiller
     ("tllm", {"intermediate": 128}, "sampler.distiller.intermediate"),
-    ("paper", {"max_steps": 10}, "sampler.distiller.max_steps"),   # not a Distiller option at all
+    ("paper", {"max_new_tokens": 10}, "sampler.distiller.max_new_tokens"),   # not a Distiller option at all
     ("paper", {"loss_reduction": "max"}, "sampler.distiller.loss_reduction"),
 ])
 def test_distiller_options_the_variant_does_not_use_are_config_errors(variant, distiller, key):
     """Never silently ignored: a one-line ValueError naming the key, raised when the sampler is built (before
     any model loads)."""
     with pytest.raises(ValueError, match=key.replace(".", r"\.")) as err:
-        ESampSampler(n=2, variant=variant, distiller=distiller)
+        make_sampler("esamp", n=2, variant=variant, distiller=distiller)
     assert "\n" not in str(err.value)
-    ESampSampler(n=2, variant=variant, distiller={k: None for k in distiller})  # null = the variant's default
+    make_sampler("esamp", n=2, variant=variant, distiller={k: None for k in distiller})  # null = the variant's default

@@ -8,7 +8,7 @@ from esamp.pipeline import build
 from esamp.samplers.base import Choice
 from esamp.samplers.fire import FireSampler
 from esamp.samplers.truncation import TruncationSampler, truncate
-from tests.conftest import ROOT, tiny_cfg
+from tests.conftest import ROOT, make_sampler, tiny_cfg
 
 PROMPTS = ["Once upon a time", "The answer is", "In a hole in the ground there lived"]
 IDS = ["p0", "p1", "p2"]
@@ -35,7 +35,8 @@ class RecordFirst(FireSampler):
 def test_first_token_follows_the_hot_distribution(sharp_lm):
     n, t_first, k_first = 2000, 3.0, 8
     prompt = sharp_lm.render([{"role": "user", "content": "Pick a number."}])
-    fire = RecordFirst(n=n, first_temperature=t_first, first_top_k=k_first, temperature=1.0)
+    fire = make_sampler("fire", as_class=RecordFirst, n=n, first_temperature=t_first, first_top_k=k_first,
+                        temperature=1.0)
     out = generate(sharp_lm, fire, [prompt], ["q"], max_new_tokens=1, seed=5, ignore_eos=True)
     first = torch.tensor([r.token_ids[0] for r in out.prompts[0]])
 
@@ -62,11 +63,9 @@ def test_first_token_follows_the_hot_distribution(sharp_lm):
 
 
 class ForcedFirst(TruncationSampler):
-    """The base sampler, except that step 0 takes given first tokens (per batch row)."""
+    """The base sampler, except that step 0 takes given first tokens (per batch row, set in `first`)."""
 
-    def __init__(self, first: torch.Tensor, **kw):
-        super().__init__(**kw)
-        self.first = first
+    first: torch.Tensor
 
     def choose(self, view):
         if view.prefill:
@@ -77,31 +76,32 @@ class ForcedFirst(TruncationSampler):
 @pytest.mark.parametrize("base", [dict(temperature=1.0), dict(temperature=0.7, top_p=0.9, min_p=0.02),
                                   dict(temperature=0.0)])
 def test_later_steps_are_the_base_sampler(sharp_lm, base):
-    fire = FireSampler(n=4, first_temperature=30.0, first_top_k=16, **base)
+    fire = make_sampler("fire", n=4, first_temperature=30.0, first_top_k=16, **base)
     out = generate(sharp_lm, fire, PROMPTS, IDS, max_new_tokens=16, seed=3, ignore_eos=True)
     fire_tokens = [r.token_ids for rows in out.prompts for r in rows]
     first = torch.tensor([t[0] for t in fire_tokens])
     # Same seed, same first token per row -> the rest must be the base sampler's tokens exactly.
-    forced = generate(sharp_lm, ForcedFirst(first, n=4, **base), PROMPTS, IDS, max_new_tokens=16, seed=3,
-                      ignore_eos=True)
+    forced_sampler = make_sampler("temperature", as_class=ForcedFirst, n=4, **base)
+    forced_sampler.first = first
+    forced = generate(sharp_lm, forced_sampler, PROMPTS, IDS, max_new_tokens=16, seed=3, ignore_eos=True)
     assert [r.token_ids for rows in forced.prompts for r in rows] == fire_tokens
     # ... and FIRE did change the first tokens (the base sampler alone picks others).
-    plain = generate(sharp_lm, TruncationSampler(n=4, **base), PROMPTS, IDS, max_new_tokens=1, seed=3,
+    plain = generate(sharp_lm, make_sampler("temperature", n=4, **base), PROMPTS, IDS, max_new_tokens=1, seed=3,
                      ignore_eos=True)
     assert [r.token_ids[0] for rows in plain.prompts for r in rows] != first.tolist()
 
 
 def test_first_temperature_equal_to_base_is_the_base_sampler(sharp_lm):
-    a = generate(sharp_lm, FireSampler(n=3, first_temperature=0.8, first_top_k=None, temperature=0.8),
+    a = generate(sharp_lm, make_sampler("fire", n=3, first_temperature=0.8, first_top_k=None, temperature=0.8),
                  PROMPTS, IDS, max_new_tokens=12, seed=1, ignore_eos=True)
-    b = generate(sharp_lm, TruncationSampler(n=3, temperature=0.8), PROMPTS, IDS, max_new_tokens=12, seed=1,
+    b = generate(sharp_lm, make_sampler("temperature", n=3, temperature=0.8), PROMPTS, IDS, max_new_tokens=12, seed=1,
                  ignore_eos=True)
     assert [[r.token_ids for r in rows] for rows in a.prompts] == [[r.token_ids for r in rows] for rows in b.prompts]
 
 
 def test_first_logits_formula():
     logits = torch.tensor([[4.0, 2.0, 1.0, -3.0]])
-    got = FireSampler(first_temperature=2.0, first_top_k=2).first_logits(logits)
+    got = make_sampler("fire", first_temperature=2.0, first_top_k=2).first_logits(logits)
     assert torch.equal(got, torch.tensor([[2.0, 1.0, float("-inf"), float("-inf")]]))
     assert torch.equal(got, truncate(logits / 2.0, top_k=2))
 
@@ -121,7 +121,7 @@ def test_first_logits_formula():
 ])
 def test_bad_options_fail_with_the_key(kw, key):
     with pytest.raises(ValueError) as err:
-        FireSampler(**kw)
+        make_sampler("fire", **kw)
     msg = str(err.value)
     assert msg.startswith(f"sampler.{key}=") and "allowed" in msg and "\n" not in msg
 
@@ -141,7 +141,7 @@ def test_first_token_is_never_eos(sharp_lm):
     and EOS never does (before EOS was masked, ~1/k of the rows of a top-k draw with EOS in it came out
     empty)."""
     vocab = sharp_lm.model.config.vocab_size
-    fire = FireSampler(n=3000, first_temperature=1e4, first_top_k=None)
+    fire = make_sampler("fire", n=3000, first_temperature=1e4, first_top_k=None)
     out = generate(sharp_lm, fire, [PROMPTS[0]], ["q"], max_new_tokens=1, seed=0)
     first = {r.token_ids[0] for r in out.prompts[0]}
     assert not first & set(sharp_lm.eos_token_ids)

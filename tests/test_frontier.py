@@ -20,6 +20,7 @@ from esamp.analysis.frontier import default_divergence_arms, frontier_analysis, 
 from esamp.analysis.frontier_arms import arm_label, load_arms
 from esamp.analysis.stats import boot_means, bootstrap_weights, interval
 from esamp.cli import frontier as frontier_cli
+from tests.conftest import make_task
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -274,12 +275,11 @@ def test_creative_writing_summary_stores_per_prompt_perplexity_divergence_and_em
     import esamp.metrics.diversity as diversity
     import esamp.metrics.perplexity as perplexity
     import esamp.models as models
-    from esamp.tasks.creative_writing import CreativeWritingTask
 
     monkeypatch.setattr(diversity, "Embedder", FakeEmbedder)
     monkeypatch.setattr(models, "load_model", lambda cfg: SimpleNamespace(name="judge"))
     monkeypatch.setattr(perplexity, "continuation_perplexities", lambda lm, prompts, conts: [2.0, 4.0, 9.0, 6.0, 8.0, 10.0])
-    task = CreativeWritingTask(books_dir="unused", ppl_model={"name": "judge", "source": "tiny_random"},
+    task = make_task("creative_writing", books_dir="unused", ppl_model={"name": "judge", "source": "tiny_random"},
                                divergence_every=2)
     decode = lambda ids, skip_special_tokens=True: " ".join(f"w{i}" for i in ids)  # noqa: E731
     task.prepare(SimpleNamespace(tokenizer=SimpleNamespace(decode=decode)))
@@ -308,12 +308,11 @@ def test_creative_writing_summary_stores_per_prompt_perplexity_divergence_and_em
 
 
 def test_creative_writing_embedder_max_seq_length_is_checked():
-    from esamp.tasks.creative_writing import CreativeWritingTask
 
     for bad in (0, -1, 2.5, "512", True):
         with pytest.raises(ValueError, match=r"^task\.embedder_max_seq_length="):
-            CreativeWritingTask(books_dir="unused", embedder_max_seq_length=bad)
-    assert CreativeWritingTask(books_dir="unused", embedder_max_seq_length=512).embedder_max_seq_length == 512
+            make_task("creative_writing", books_dir="unused", embedder_max_seq_length=bad)
+    assert make_task("creative_writing", books_dir="unused", embedder_max_seq_length=512).embedder_max_seq_length == 512
 
 
 def test_minilm_reads_512_word_pieces_when_asked():

@@ -10,7 +10,7 @@ from esamp.samplers.esamp import ESampSampler
 from esamp.samplers.fire import FireSampler
 from esamp.samplers.truncation import TruncationSampler
 from esamp.seeding import row_uniforms
-from tests.conftest import tiny_cfg
+from tests.conftest import make_sampler, tiny_cfg
 
 PROMPTS = ["The quick brown fox jumps over", "Hi", "A much longer prompt, so that the left padding of the others "
            "is substantial and the positions must be right for every row."]
@@ -29,7 +29,7 @@ def test_forward_matches_hf_logits(tiny_lm):
 
 
 def test_same_seed_same_samples_and_seed_changes_them(tiny_lm):
-    s = TruncationSampler(n=3, temperature=1.0)
+    s = make_sampler("temperature", n=3, temperature=1.0)
     a = generate(tiny_lm, s, PROMPTS, ["a", "b", "c"], max_new_tokens=12, seed=5)
     b = generate(tiny_lm, s, PROMPTS, ["a", "b", "c"], max_new_tokens=12, seed=5)
     c = generate(tiny_lm, s, PROMPTS, ["a", "b", "c"], max_new_tokens=12, seed=6)
@@ -41,7 +41,7 @@ def test_same_seed_same_samples_and_seed_changes_them(tiny_lm):
 
 def test_batch_invariance(tiny_lm):
     """A prompt alone and inside a larger, differently padded batch gives identical samples."""
-    s = TruncationSampler(n=4, temperature=1.0)
+    s = make_sampler("temperature", n=4, temperature=1.0)
     together = generate(tiny_lm, s, PROMPTS, ["a", "b", "c"], max_new_tokens=16, seed=1)
     for i, pid in enumerate(["a", "b", "c"]):
         alone = generate(tiny_lm, s, [PROMPTS[i]], [pid], max_new_tokens=16, seed=1)
@@ -52,7 +52,7 @@ def test_batch_invariance(tiny_lm):
 
 
 def test_sample_depends_on_problem_id_not_position(tiny_lm):
-    s = TruncationSampler(n=2, temperature=1.0)
+    s = make_sampler("temperature", n=2, temperature=1.0)
     a = generate(tiny_lm, s, [PROMPTS[0]], ["x"], max_new_tokens=10, seed=0)
     b = generate(tiny_lm, s, [PROMPTS[0]], ["y"], max_new_tokens=10, seed=0)
     assert texts(a) != texts(b)
@@ -69,7 +69,7 @@ def test_row_uniforms_are_per_row():
 def test_left_padding_matches_unpadded_greedy(tiny_lm):
     """Greedy continuation of a short prompt is the same alone and left-padded next to a long prompt,
     and equals HF generate's greedy output."""
-    g = TruncationSampler(n=1, temperature=0.0)
+    g = make_sampler("temperature", n=1, temperature=0.0)
     alone = generate(tiny_lm, g, [PROMPTS[1]], ["b"], max_new_tokens=10).prompts[0][0]
     padded = generate(tiny_lm, g, PROMPTS, ["a", "b", "c"], max_new_tokens=10).prompts[1][0]
     assert alone.token_ids == padded.token_ids
@@ -90,7 +90,8 @@ def test_eos_stops_a_row_and_max_new_tokens_caps(tiny_lm):
             c.tokens = torch.where(stop, torch.tensor(eos), torch.where(c.tokens == eos, 0, c.tokens))
             return c
 
-    out = generate(tiny_lm, EosAfter3(n=4, temperature=1.0), PROMPTS[:2], ["a", "b"], max_new_tokens=9)
+    out = generate(tiny_lm, make_sampler("temperature", as_class=EosAfter3, n=4, temperature=1.0), PROMPTS[:2],
+                   ["a", "b"], max_new_tokens=9)
     for rows in out.prompts:
         for r in rows:
             if r.sample_index % 2 == 0:
@@ -121,7 +122,8 @@ def test_row_steps_are_each_rows_own_under_continuous_batching(tiny_lm):
             end = torch.tensor(self.slot_end)[view.rows // self.n]
             return Choice(torch.where(view.row_steps == end, eos, 100 + view.row_steps))
 
-    out = generate(tiny_lm, Counting(n=2), ["w", "x", "y", "z"], list(ends), max_new_tokens=8, batch_prompts=2)
+    out = generate(tiny_lm, make_sampler("temperature", as_class=Counting, n=2), ["w", "x", "y", "z"], list(ends),
+                   max_new_tokens=8, batch_prompts=2)
     assert out.stats.admissions == 4 and out.stats.steps < 8
     for (pid, end), rows in zip(ends.items(), out.prompts):
         assert [r.token_ids for r in rows] == [[*range(100, 100 + end), eos]] * 2, pid
@@ -129,8 +131,15 @@ def test_row_steps_are_each_rows_own_under_continuous_batching(tiny_lm):
 
 
 def test_ignore_eos_runs_to_length(tiny_lm):
-    out = generate(tiny_lm, TruncationSampler(n=2), PROMPTS[:1], ["a"], max_new_tokens=7, ignore_eos=True)
+    out = generate(tiny_lm, make_sampler("temperature", n=2), PROMPTS[:1], ["a"], max_new_tokens=7, ignore_eos=True)
     assert all(r.num_tokens == 7 for r in out.prompts[0])
+
+
+def built(cls, **overrides):
+    """A test subclass of a sampler, built from that sampler's yaml."""
+    option = next(o for base, o in ((ESampSampler, "esamp"), (FireSampler, "fire"), (TruncationSampler, "temperature"))
+                  if issubclass(cls, base))
+    return make_sampler(option, as_class=cls, **overrides)
 
 
 def _scripted(base_cls, forced: list[int]):
@@ -146,14 +155,15 @@ def _scripted(base_cls, forced: list[int]):
 def test_stop_strings(tiny_lm):
     """Force a row to write 'STOP' and check it ends there with the stop string cut from the text."""
     Scripted = _scripted(TruncationSampler, tiny_lm.encode("abcSTOPxyz"))
-    out = generate(tiny_lm, Scripted(n=1), ["x"], ["a"], max_new_tokens=10, stop_strings=("STOP",))
+    out = generate(tiny_lm, built(Scripted, n=1), ["x"], ["a"], max_new_tokens=10,
+                   stop_strings=("STOP",))
     r = out.prompts[0][0]
     assert r.finish_reason == "stop" and r.text == "abc" and r.num_tokens == len(tiny_lm.encode("abcSTOP"))
 
 
 def test_on_prompt_done_fires_once_per_prompt(tiny_lm):
     seen = []
-    generate(tiny_lm, TruncationSampler(n=2), PROMPTS, ["a", "b", "c"], max_new_tokens=5,
+    generate(tiny_lm, make_sampler("temperature", n=2), PROMPTS, ["a", "b", "c"], max_new_tokens=5,
              on_prompt_done=lambda p, rows: seen.append((p, len(rows))))
     assert sorted(seen) == [(0, 2), (1, 2), (2, 2)]
 
@@ -218,7 +228,7 @@ def test_continuous_batching_is_batch_invariant_with_eos(peaked_lm, kind):
     still active (the noise control draws from per-row streams)."""
     base, extra = BATCH_INVARIANT[kind]
     cls = _eos_on_own_tokens(base)
-    s = cls(n=3, temperature=1.0, **extra)
+    s = built(cls, n=3, temperature=1.0, **extra)
     prompts = [f"prompt number {i} " * (i + 1) for i in range(5)]
     ids = [f"id{i}" for i in range(5)]
     two = generate(peaked_lm, s, prompts, ids, max_new_tokens=24, batch_prompts=2, seed=3)
@@ -247,7 +257,7 @@ def test_forwarding_only_active_rows_changes_no_token(peaked_lm, monkeypatch, ki
     runs = {}
     for below in (0.0, generation.FORWARD_ACTIVE_BELOW):  # 0.0: every step forwards every row
         monkeypatch.setattr(generation, "FORWARD_ACTIVE_BELOW", below)
-        runs[below] = generate(peaked_lm, cls(n=4, temperature=1.0, **extra), prompts, ids, max_new_tokens=24,
+        runs[below] = generate(peaked_lm, built(cls, n=4, temperature=1.0, **extra), prompts, ids, max_new_tokens=24,
                                batch_prompts=2, seed=3)
     full, subset = runs[0.0], runs[generation.FORWARD_ACTIVE_BELOW]
     assert len({r.num_tokens for rows in full.prompts for r in rows}) > 3
@@ -259,11 +269,11 @@ def test_a_free_slot_takes_the_next_prompt_at_once(peaked_lm):
     """Continuous batching: decode steps = what the slots' prompts need, not the sum of lock-step waves."""
     cls = _eos_on_own_tokens(TruncationSampler)
     prompts, ids = [f"p {i}" for i in range(6)], [f"x{i}" for i in range(6)]
-    cont = generate(peaked_lm, cls(n=2), prompts, ids, max_new_tokens=30, batch_prompts=2)
+    cont = generate(peaked_lm, built(cls, n=2), prompts, ids, max_new_tokens=30, batch_prompts=2)
 
     class LockStep(cls):
         continuous = False
-    waves = generate(peaked_lm, LockStep(n=2), prompts, ids, max_new_tokens=30, batch_prompts=2)
+    waves = generate(peaked_lm, built(LockStep, n=2), prompts, ids, max_new_tokens=30, batch_prompts=2)
     assert texts(cont) == texts(waves)  # same samples either way
     assert cont.stats.steps < waves.stats.steps
     longest = [max(r.num_tokens for r in rows) for rows in cont.prompts]
@@ -276,7 +286,8 @@ def test_no_token_after_a_stop_string_is_trained_or_counted(tiny_lm, sync_every)
     """Whatever the host sync interval, a row ends at the token completing its stop string: ESamp never
     trains on the tokens a lagging sync would have let it generate after the stop."""
     Scripted = _scripted(ESampSampler, tiny_lm.encode("abcSTOPxyzxyzxyzxyz"))
-    out = generate(tiny_lm, Scripted(n=2), ["x"], ["a"], max_new_tokens=16, stop_strings=("STOP",),
+    out = generate(tiny_lm, built(Scripted, n=2), ["x"], ["a"], max_new_tokens=16,
+                   stop_strings=("STOP",),
                    sync_every=sync_every)
     stop_len = len(tiny_lm.encode("abcSTOP"))
     assert all(r.finish_reason == "stop" and r.num_tokens == stop_len for r in out.prompts[0])

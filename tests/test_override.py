@@ -12,9 +12,8 @@ from esamp.pipeline import build, run
 from esamp.samplers.base import BatchInfo, StepView
 from esamp.samplers.override import OverrideSampler
 from esamp.samplers.override_heads import INIT_STD, GuidanceHead
-from esamp.samplers.truncation import TruncationSampler
 from esamp.seeding import prompt_generator
-from tests.conftest import MATH_FIXTURE, ROOT, tiny_cfg
+from tests.conftest import MATH_FIXTURE, ROOT, make_sampler, tiny_cfg
 
 PROMPTS = ["Once upon a time", "The answer is", "In a hole in the ground there lived"]
 IDS = ["p0", "p1", "p2"]
@@ -27,9 +26,9 @@ def tokens(out):
 
 @pytest.mark.parametrize("filters", [dict(), dict(temperature=0.7, top_p=0.9), dict(temperature=1.0, min_p=0.05)])
 def test_lambda_zero_is_plain_sampling_token_for_token(peaked_lm, filters):
-    sampler = OverrideSampler(n=4, lambd=0.0, learning_rate=0.1, **filters)
+    sampler = make_sampler("override", n=4, lambd=0.0, learning_rate=0.1, **filters)
     out = generate(peaked_lm, sampler, PROMPTS, IDS, max_new_tokens=STEPS, seed=3, batch_prompts=2)
-    plain = generate(peaked_lm, TruncationSampler(n=4, **filters), PROMPTS, IDS, max_new_tokens=STEPS, seed=3,
+    plain = generate(peaked_lm, make_sampler("temperature", n=4, **filters), PROMPTS, IDS, max_new_tokens=STEPS, seed=3,
                      batch_prompts=2)
     assert tokens(out) == tokens(plain)
     tel = sampler.summarize([out.telemetry])  # the guidance models did train: lambda alone switched them off
@@ -38,9 +37,10 @@ def test_lambda_zero_is_plain_sampling_token_for_token(peaked_lm, filters):
 
 
 def test_round_zero_is_plain_and_later_rounds_are_reweighted(peaked_lm):
-    sampler = OverrideSampler(n=4, lambd=1.0, learning_rate=0.1)
+    sampler = make_sampler("override", n=4, lambd=1.0, learning_rate=0.1)
     out = generate(peaked_lm, sampler, PROMPTS, IDS, max_new_tokens=STEPS, seed=3, batch_prompts=2)
-    plain = generate(peaked_lm, TruncationSampler(n=4), PROMPTS, IDS, max_new_tokens=STEPS, seed=3, batch_prompts=2)
+    plain = generate(peaked_lm, make_sampler("temperature", n=4), PROMPTS, IDS, max_new_tokens=STEPS, seed=3,
+                     batch_prompts=2)
     assert [rows[0] for rows in tokens(out)] == [rows[0] for rows in tokens(plain)]  # no earlier round: unchanged
     # step 0 of every round: the guidance models have taken no step yet (B = 0), so the first tokens are plain
     assert [[r[0] for r in rows] for rows in tokens(out)] == [[r[0] for r in rows] for rows in tokens(plain)]
@@ -70,7 +70,7 @@ def _decode_view(lm, hidden, uniform, step):
 def test_a_token_the_previous_round_produced_loses_probability_by_p_over_q_to_the_lambda(sharp_lm):
     lm = sharp_lm
     lam = 0.8
-    sampler = OverrideSampler(n=2, lambd=lam, learning_rate=1e-3)  # the paper's settings
+    sampler = make_sampler("override", n=2, lambd=lam, learning_rate=1e-3)  # the paper's settings
     sampler.begin(BatchInfo(lm=lm, num_prompts=1, n=2, max_new_tokens=64, device=torch.device("cpu"), seed=0))
     sampler.admit(0, "q")
     prompt = lm.encode(lm.render([{"role": "user", "content": "Pick a word."}]))
@@ -113,7 +113,7 @@ def test_shift_is_peft_forward_minus_the_base_logits(tiny_lm):
 
 
 def test_guidance_models_start_fresh_for_each_prompt(peaked_lm):
-    sampler = OverrideSampler(n=4, lambd=1.0, learning_rate=0.1)
+    sampler = make_sampler("override", n=4, lambd=1.0, learning_rate=0.1)
     info = BatchInfo(lm=peaked_lm, num_prompts=1, n=4, max_new_tokens=8, device=torch.device("cpu"), seed=7)
     sampler.begin(info)
     sampler.admit(0, "p1")
@@ -123,16 +123,16 @@ def test_guidance_models_start_fresh_for_each_prompt(peaked_lm):
     assert torch.equal(fresh[0], expected_a0) and all(float(h.lora_b.weight.detach().abs().max()) == 0
                                                       for h in sampler._slots[0].heads)
     # A prompt decoded after another one in the same slot gets the samples it gets alone.
-    after = generate(peaked_lm, OverrideSampler(n=4, lambd=1.0, learning_rate=0.1), PROMPTS[:2], IDS[:2],
+    after = generate(peaked_lm, make_sampler("override", n=4, lambd=1.0, learning_rate=0.1), PROMPTS[:2], IDS[:2],
                      max_new_tokens=STEPS, seed=7, batch_prompts=1)
-    alone = generate(peaked_lm, OverrideSampler(n=4, lambd=1.0, learning_rate=0.1), PROMPTS[1:2], IDS[1:2],
+    alone = generate(peaked_lm, make_sampler("override", n=4, lambd=1.0, learning_rate=0.1), PROMPTS[1:2], IDS[1:2],
                      max_new_tokens=STEPS, seed=7, batch_prompts=1)
     assert tokens(after)[1] == tokens(alone)[0]
 
 
 def test_samples_do_not_depend_on_batch_neighbours(peaked_lm):
     def make():
-        return OverrideSampler(n=4, lambd=1.0, learning_rate=0.1, rounds=2)
+        return make_sampler("override", n=4, lambd=1.0, learning_rate=0.1, rounds=2)
 
     together = generate(peaked_lm, make(), PROMPTS, IDS, max_new_tokens=STEPS, seed=5, batch_prompts=3)
     for i in range(3):
@@ -150,7 +150,7 @@ def test_samples_do_not_depend_on_batch_neighbours(peaked_lm):
 ])
 def test_bad_settings_name_the_key(kwargs, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-        OverrideSampler(**kwargs)
+        make_sampler("override", **kwargs)
 
 
 def test_run_records_every_setting_and_the_training_telemetry(tmp_path):

@@ -6,33 +6,34 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from esamp.pipeline import run
-from esamp.tasks.humaneval import HumanEvalTask
-from esamp.tasks.math500 import Math500Task
 from esamp.tasks.prompt_styles import SELF_REVIEW, styled
-from tests.conftest import MATH_FIXTURE, ROOT
+from tests.conftest import MATH_FIXTURE, ROOT, make_task
 
 
 def test_self_review_is_the_system_message_in_front_of_the_task_prompt():
-    plain = HumanEvalTask(limit=1).load()[0].prompt
-    review = HumanEvalTask(limit=1, prompt_style="self_review").load()[0].prompt
+    plain = make_task("humaneval", limit=1).load()[0].prompt
+    review = make_task("humaneval", limit=1, prompt_style="self_review").load()[0].prompt
     assert [m["role"] for m in plain] == ["user"]
     assert review == [{"role": "system", "content": SELF_REVIEW}] + plain  # the task's own message unchanged
-    math_plain = Math500Task(data_path=str(MATH_FIXTURE), limit=1).load()[0].prompt
-    math_review = Math500Task(data_path=str(MATH_FIXTURE), limit=1, prompt_style="self_review").load()[0].prompt
+    math_plain = make_task("math500", data_path=str(MATH_FIXTURE), limit=1).load()[0].prompt
+    math_review = make_task("math500", data_path=str(MATH_FIXTURE), limit=1,
+                            prompt_style="self_review").load()[0].prompt
     assert math_review == [{"role": "system", "content": SELF_REVIEW}] + math_plain
 
 
 def test_the_rendered_prompt_contains_the_exact_text(tiny_lm):
-    prompt = HumanEvalTask(limit=1, prompt_style="self_review").load()[0].prompt
+    prompt = make_task("humaneval", limit=1, prompt_style="self_review").load()[0].prompt
     assert SELF_REVIEW in tiny_lm.render(prompt)
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda: HumanEvalTask(prompt_style="tree"), r"task\.prompt_style='tree' is invalid: allowed values are plain, "
+    (lambda: make_task("humaneval", prompt_style="tree"),
+     r"task\.prompt_style='tree' is invalid: allowed values are plain, "
                                                  r"self_review"),
-    (lambda: HumanEvalTask(chat=False, prompt_style="self_review"), r"task\.prompt_style=self_review is invalid "
+    (lambda: make_task("humaneval", chat=False, prompt_style="self_review"),
+     r"task\.prompt_style=self_review is invalid "
                                                                     r"with task\.chat=false"),
-    (lambda: Math500Task(system_prompt="Be brief.", prompt_style="self_review"), r"task\.system_prompt"),
+    (lambda: make_task("math500", system_prompt="Be brief.", prompt_style="self_review"), r"task\.system_prompt"),
 ])
 def test_bad_combinations_name_the_keys(make, match):
     with pytest.raises(ValueError, match=match):
@@ -53,7 +54,7 @@ def test_run_records_the_style_and_its_exact_text(tmp_path):
                                                 "task.max_new_tokens=4", "task.limit=1", "sampler=temperature",
                                                 "sampler.n=2", *extra])
 
-    run(cfg(["+task.prompt_style=self_review"]), out_dir=tmp_path / "review")
+    run(cfg(["task.prompt_style=self_review"]), out_dir=tmp_path / "review")
     summary = json.loads((tmp_path / "review" / "results.json").read_text())
     assert summary["task_metrics"]["prompt_style"] == {"name": "self_review", "system_prompt": SELF_REVIEW}
     assert summary["config"]["task"]["prompt_style"] == "self_review"
@@ -63,3 +64,6 @@ def test_run_records_the_style_and_its_exact_text(tmp_path):
     plain = json.loads((tmp_path / "plain" / "results.json").read_text())
     assert "prompt_style" not in (plain["task_metrics"] or {})
     assert SELF_REVIEW not in (tmp_path / "plain" / "samples.jsonl").read_text()
+    # the lock leaves the neutral `plain` out (folders locked before the key existed resume), a style in
+    locks = {name: json.loads((tmp_path / name / "run.lock.json").read_text())["task"] for name in ("plain", "review")}
+    assert "prompt_style" not in locks["plain"] and locks["review"]["prompt_style"] == "self_review"

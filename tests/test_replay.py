@@ -5,6 +5,7 @@ import torch
 from esamp.generation import generate
 from esamp.replay import RUNNING_MEAN, ProblemTaps, problem_taps, replay, token_weighted_mean
 from esamp.samplers.esamp import ESampSampler
+from tests.conftest import make_sampler
 
 PROMPT, PID = "replay this prompt, please", "r0"
 
@@ -24,7 +25,7 @@ class RecordTaps(ESampSampler):
 
 @pytest.mark.parametrize("variant", ["paper", "tllm"])
 def test_replayed_taps_and_training_equal_the_samplers(peaked_lm, variant):
-    s = RecordTaps(n=4, variant=variant)
+    s = make_sampler("esamp", as_class=RecordTaps, n=4, variant=variant)
     s.seen = []
     out = generate(peaked_lm, s, [PROMPT], [PID], max_new_tokens=16, seed=4)
     completions = [r.token_ids for r in out.prompts[0]]

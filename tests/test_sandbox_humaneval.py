@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from esamp.grading.sandbox import isolation_support
 from esamp.pipeline import run
 from esamp.tasks.humaneval import HumanEvalTask
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_task
 
 pytestmark = pytest.mark.skipif(bool(isolation_support()["missing"]),
                                 reason="needs the sandbox's full isolation (root with namespaces), as in CI")
@@ -44,7 +44,7 @@ def test_each_sample_records_its_isolation_and_the_run_its_policy(tmp_path):
 
 
 def test_the_task_regrades_timeouts_and_keeps_the_verdict_of_the_run():
-    task = HumanEvalTask(limit=2, timeout=6.0)  # generous: only the endless loop costs it
+    task = make_task("humaneval", limit=2, timeout=6.0)  # generous: only the endless loop costs it
     probs = task.load()
     head = "```python\ndef has_close_elements(numbers, threshold):\n"
     # as grading under load leaves them: three samples whose check timed out
@@ -77,7 +77,7 @@ def test_a_run_regrades_its_timeouts_into_samples_and_results(tmp_path):
     run(compose_cfg(TINY), out_dir=tmp_path)
     path = tmp_path / "samples.jsonl"
     records = [json.loads(x) for x in path.read_text().splitlines()]
-    task = HumanEvalTask(limit=1)
+    task = make_task("humaneval", limit=1)
     task.load()
     records[0].update({"completion": _canonical(task, records[0]["problem_id"]), "correct": False,
                        "result": "timed out", "failure": "timeout"})

@@ -34,7 +34,8 @@ def _package_copy(root: Path) -> Path:
     dst = root / "pkg" / "esamp"
     shutil.copytree(src / "grading" / "sandbox", dst / "grading" / "sandbox",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(src / "__init__.py", dst / "__init__.py")
+    for name in ("__init__.py", "checks.py"):
+        shutil.copy(src / name, dst / name)
     shutil.copy(src / "grading" / "__init__.py", dst / "grading" / "__init__.py")
     shutil.copy(src / "grading" / "code.py", dst / "grading" / "code.py")
     (dst / "tasks").mkdir()
@@ -136,12 +137,14 @@ def test_a_humaneval_run_refuses_to_grade_unless_unisolated_verdicts_are_allowed
         import json
         from esamp.tasks.base import Problem
         from esamp.tasks.humaneval import HumanEvalTask
+        kw = dict(chat=True, limit=1, timeout=5.0, max_new_tokens=512, name="humaneval", workers=None,
+                  prompt_style="plain")  # conf/task/humaneval.yaml's values (no hydra in this stdlib-only copy)
         try:
-            HumanEvalTask(limit=1)
+            HumanEvalTask(allow_unisolated=False, **kw)
             refused = None
         except ValueError as e:
             refused = str(e)
-        task = HumanEvalTask(limit=1, allow_unisolated=True)
+        task = HumanEvalTask(allow_unisolated=True, **kw)
         task._problems = {{"toy/0": {{"task_id": "toy/0", "prompt": "", "entry_point": "add", "test": {TEST!r}}}}}
         grades = task.grade_many(Problem(id="toy/0", prompt="", meta={{}}),
                                  ["```python\\n" + c + "```" for c in ({GOOD!r}, {WRONG!r})])

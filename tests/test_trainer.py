@@ -155,8 +155,8 @@ def test_train_steps_curve_and_all_inactive_step():
     assert tr.stats()["train_steps"] == 0 and tr.num_slots == 5 and tr.stats()["slot_steps"] == [0] * 5
 
 
-def test_loss_buffer_grows_past_max_steps():
-    tr = small_trainer(max_steps=4)
+def test_loss_buffer_grows_past_max_new_tokens():
+    tr = small_trainer(max_new_tokens=4)
     for s, t, m in stream(9, 3, 2):
         tr.step(s, t, m)
     assert len(tr.stats()["loss_curve"]) == 9

@@ -5,8 +5,8 @@ import torch
 
 from esamp.samplers.esamp.distiller import DistillerBank
 from esamp.generation import generate
-from esamp.samplers.esamp import ESampSampler
 from esamp.samplers.esamp.trainer import OnlineTrainer
+from tests.conftest import make_sampler
 
 try:
     from tests.test_trainer import H, I, stream
@@ -23,10 +23,10 @@ def test_a_reused_sampler_sizes_its_telemetry_per_run(peaked_lm):
     """A second, longer generate() with the same sampler keeps one curve column per step (before the fix the
     buffers kept the first run's length and every later step was clamped into the last column)."""
     prompts, ids = ["a short prompt", "another prompt here"], ["p0", "p1"]
-    reused = ESampSampler(n=2)
+    reused = make_sampler("esamp", n=2)
     generate(peaked_lm, reused, prompts, ids, max_new_tokens=6, seed=0, ignore_eos=True)
     second = generate(peaked_lm, reused, prompts, ids, max_new_tokens=20, seed=0, ignore_eos=True).telemetry
-    fresh = generate(peaked_lm, ESampSampler(n=2), prompts, ids, max_new_tokens=20, seed=0,
+    fresh = generate(peaked_lm, make_sampler("esamp", n=2), prompts, ids, max_new_tokens=20, seed=0,
                      ignore_eos=True).telemetry
     assert len(second["loss_curve"]) == len(fresh["loss_curve"]) == 19  # steps 1..19 train
     assert second["loss_curve"] == pytest.approx(fresh["loss_curve"], rel=1e-6)
@@ -98,7 +98,7 @@ def test_output_bias_from_the_prompt_is_set_at_admission_and_off_by_default(peak
     """output_bias=prompt (an extension): the slot's bias is the mean of the prompt's own final normed states,
     so the first decode prediction starts there; with it off, the bank has no such parameter at all (the
     paper's parameter set, the paper's tokens)."""
-    s = ESampSampler(n=2, distiller={"output_bias": "prompt"})
+    s = make_sampler("esamp", n=2, distiller={"output_bias": "prompt"})
     prompt = "the prompt whose states set the bias"
     generate(peaked_lm, s, [prompt], ["p"], max_new_tokens=3, seed=0, ignore_eos=True)
     with torch.no_grad():
@@ -106,10 +106,10 @@ def test_output_bias_from_the_prompt_is_set_at_admission_and_off_by_default(peak
     bias = s.trainer.bank.out_bias[0, 0]
     # two Adam steps of lr 4e-4 moved it by at most ~1e-3 per element
     torch.testing.assert_close(bias, states.float().mean(0), atol=2e-3, rtol=0)
-    assert "out_bias" not in dict(ESampSampler(n=2).describe()["distiller"])
+    assert "out_bias" not in dict(make_sampler("esamp", n=2).describe()["distiller"])
     assert not hasattr(DistillerBank("paper", 1, H, intermediate=I), "out_bias")
     with pytest.raises(ValueError, match="output_bias=prompt is invalid with sampler.variant=tllm"):
-        ESampSampler(n=2, variant="tllm", distiller={"output_bias": "prompt"})
+        make_sampler("esamp", n=2, variant="tllm", distiller={"output_bias": "prompt"})
 
 
 def test_a_frozen_distiller_keeps_its_initial_weights_and_still_reports():

@@ -5,6 +5,7 @@ import torch
 from esamp.generation import generate
 from esamp.samplers.base import Choice
 from esamp.samplers.truncation import NoProbabilityMass, TruncationSampler, check_params, sample, truncate
+from tests.conftest import make_sampler
 
 NEG = float("-inf")
 
@@ -50,11 +51,11 @@ def test_composition_order_top_k_then_top_p_renormalised():
 
 
 def test_temperature_changes_what_top_p_keeps():
-    s = TruncationSampler(n=1, temperature=0.5, top_p=0.8)
+    s = make_sampler("temperature", n=1, temperature=0.5, top_p=0.8)
     x = logits_from_probs([0.6, 0.25, 0.15])
     # At T=0.5 probs become ~ .81 .14 .05 -> top_p 0.8 keeps only the first.
     assert kept(s.filtered(x)) == [True, False, False]
-    s1 = TruncationSampler(n=1, temperature=1.0, top_p=0.8)
+    s1 = make_sampler("temperature", n=1, temperature=1.0, top_p=0.8)
     assert kept(s1.filtered(x)) == [True, True, False]
 
 
@@ -143,4 +144,5 @@ def test_the_loop_names_the_step_problem_and_sample_of_a_nan_row(tiny_lm):
             return super().choose(view)
 
     with pytest.raises(RuntimeError, match=r"problem 'q7' sample 1 step 3; settings: \{'name': 'temperature'"):
-        generate(tiny_lm, DivergesAtStep3(n=2), ["a prompt"], ["q7"], max_new_tokens=8, ignore_eos=True)
+        generate(tiny_lm, make_sampler("temperature", as_class=DivergesAtStep3, n=2), ["a prompt"], ["q7"],
+                 max_new_tokens=8, ignore_eos=True)

@@ -12,8 +12,8 @@ pytestmark = pytest.mark.vllm
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from esamp.samplers.esamp import ESampSampler  # noqa: E402
-from esamp.samplers.truncation import TruncationSampler  # noqa: E402
+from esamp.configs import option  # noqa: E402
+from tests.conftest import make_sampler  # noqa: E402
 
 # head_dim 64: vLLM's CPU attention has no head_dim-16 kernel (the default tiny model's)
 TINY = dict(source="tiny_random", name="tiny-vllm", arch="llama", dtype="float32", seed=1, init_scale=4.0,
@@ -30,8 +30,8 @@ def vllm_engine(tmp_path_factory):
     os.environ.setdefault("ESAMP_CACHE_DIR", str(tmp_path_factory.mktemp("models")))
     from esamp.engines.vllm.engine import VllmEngine
 
-    engine = VllmEngine(OmegaConf.create({"name": "vllm", "kv_cache_space_gb": 1, "max_model_len": 256}),
-                        TruncationSampler(n=1), rows=16)
+    engine = VllmEngine(OmegaConf.create(option("engine", "vllm", kv_cache_space_gb=1, max_model_len=256)),
+                        make_sampler("temperature", n=1), rows=16)
     lm = engine.load(OmegaConf.create(TINY))
     yield engine, lm
     engine.close()
@@ -45,11 +45,11 @@ def run(vllm_engine, sampler, prompts=PROMPTS, ids=IDS, batch_prompts=None, seed
 
 
 def esamp(beta, **kw):
-    return ESampSampler(n=kw.pop("n", 3), beta=beta, **kw)
+    return make_sampler("esamp", n=kw.pop("n", 3), beta=beta, **kw)
 
 
 def test_plain_samples_are_seeded_per_sample(vllm_engine):
-    sampler = TruncationSampler(n=3, temperature=1.0)
+    sampler = make_sampler("temperature", n=3, temperature=1.0)
     first, out = run(vllm_engine, sampler)
     again, _ = run(vllm_engine, sampler)
     assert first == again  # a rerun (a resume) draws the same samples
@@ -62,7 +62,7 @@ def test_plain_samples_are_seeded_per_sample(vllm_engine):
 
 @pytest.mark.parametrize("filters", [{}, {"top_k": 20}, {"top_p": 0.9}, {"min_p": 0.05}, {"temperature": 0.7}])
 def test_esamp_beta_zero_equals_plain_sampling(vllm_engine, filters):
-    plain, _ = run(vllm_engine, TruncationSampler(n=3, **filters))
+    plain, _ = run(vllm_engine, make_sampler("temperature", n=3, **filters))
     fused, out = run(vllm_engine, esamp(0.0, **filters))
     assert fused == plain
     assert out.telemetry["train_steps"] > 0  # the hook ran (and trained) on these rows
@@ -223,7 +223,7 @@ def test_per_prompt_isolation_and_fresh_slots(vllm_engine, recorder):
                                      {"trainer": "async"}])
 def test_esamp_variants_run_train_and_keep_beta_zero_exact(vllm_engine, options):
     filters = {k: v for k, v in options.items() if k in ("temperature", "top_p", "min_p")}
-    plain, _ = run(vllm_engine, TruncationSampler(n=3, **filters))
+    plain, _ = run(vllm_engine, make_sampler("temperature", n=3, **filters))
     zero, out = run(vllm_engine, esamp(0.0, **options))
     assert zero == plain
     tel = out.telemetry
@@ -249,13 +249,12 @@ def test_noise_control_draws_per_row_as_the_hf_engine_does(vllm_engine):
 
 # ------------------------------------------------------------------------------------------------- FIRE
 def fire(**kw):
-    from esamp.samplers.fire import FireSampler
 
-    return FireSampler(n=kw.pop("n", 4), **kw)
+    return make_sampler("fire", n=kw.pop("n", 4), **kw)
 
 
 def test_fire_at_the_base_temperature_is_plain_sampling(vllm_engine):
-    plain, _ = run(vllm_engine, TruncationSampler(n=4, temperature=0.9))
+    plain, _ = run(vllm_engine, make_sampler("temperature", n=4, temperature=0.9))
     same, _ = run(vllm_engine, fire(first_temperature=0.9, first_top_k=None, temperature=0.9))
     assert same == plain  # the hook changes only what FIRE changes: the first token's distribution
     hot, _ = run(vllm_engine, fire(first_temperature=30.0, first_top_k=16, temperature=0.9))
@@ -264,7 +263,7 @@ def test_fire_at_the_base_temperature_is_plain_sampling(vllm_engine):
 
 
 def test_fire_first_token_ignores_the_base_filters_and_later_tokens_obey_them(vllm_engine):
-    greedy, _ = run(vllm_engine, TruncationSampler(n=1, temperature=0.0))
+    greedy, _ = run(vllm_engine, make_sampler("temperature", n=1, temperature=0.0))
     top1, _ = run(vllm_engine, fire(first_top_k=1, temperature=1.0))  # first token: the argmax, every sample
     assert all(t[0] == greedy[p][0][0] for p, rows in enumerate(top1) for t in rows)
     # base top_k = 1 from the second token on: a sample is determined by its (hot, unfiltered) first token

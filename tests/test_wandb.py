@@ -61,9 +61,9 @@ class _FakeRun:
      "accuracy": {"accuracy": 0.1}, "timing": {}, "task_metrics": {}, "sampler_telemetry": None},
 ])
 def test_log_summary_handles_missing_parts(summary):
-    from esamp.loggers import WandbLogger
+    from esamp.configs import from_yaml
 
-    logger = WandbLogger(mode="offline")
+    logger = from_yaml("logger", "wandb", mode="offline")
     logger.run = _FakeRun()  # no wandb.init: only the payload is built
     logger.log_summary(summary)
     logged = logger.run.logged

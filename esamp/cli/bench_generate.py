@@ -22,8 +22,7 @@ import torch  # noqa: E402
 
 from esamp.bench import flops_per_token, gemm_peak, interleaved, model_and_prompts, ratio_table  # noqa: E402
 from esamp.generation import generate  # noqa: E402
-from esamp.samplers.esamp import ESampSampler  # noqa: E402
-from esamp.samplers.truncation import TruncationSampler  # noqa: E402
+from esamp.configs import from_yaml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: --model NAME is conf/model/NAME.yaml there
 
@@ -59,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return lambda: generate(lm, sampler, prompts, ids, max_new_tokens=args.new_tokens,
                                 ignore_eos=True).stats.tokens
 
-    all_arms = {"hf_generate": hf, "loop": ours(TruncationSampler(n=args.n, temperature=1.0)),
-                "esamp": ours(ESampSampler(n=args.n, beta=0.25)),
-                "esamp_async": ours(ESampSampler(n=args.n, beta=0.25, trainer="async"))}
+    all_arms = {"hf_generate": hf, "loop": ours(from_yaml("sampler", "temperature", n=args.n, temperature=1.0)),
+                "esamp": ours(from_yaml("sampler", "esamp", n=args.n, beta=0.25)),
+                "esamp_async": ours(from_yaml("sampler", "esamp", n=args.n, beta=0.25, trainer="async"))}
     arms = {name: all_arms[name] for name in args.arms.split(",")}
     flops = flops_per_token(lm.model)
     print(f"model={lm.name} dtype={lm.dtype} device={lm.device} rows={args.prompts}x{args.n} "

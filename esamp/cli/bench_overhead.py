@@ -22,8 +22,7 @@ import torch  # noqa: E402
 from esamp.bench import config_for, interleaved, model_and_prompts, ratio_table  # noqa: E402
 from esamp.generation import generate  # noqa: E402
 from esamp.models import random_model_from_config  # noqa: E402
-from esamp.samplers.esamp import ESampSampler  # noqa: E402
-from esamp.samplers.truncation import TruncationSampler  # noqa: E402
+from esamp.configs import from_yaml  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         lm, prompts, ids = model_and_prompts(args.model, args.device, args.prompts)
 
-    samplers = {"plain": TruncationSampler(n=args.n, temperature=1.0),
-                "esamp_serial": ESampSampler(n=args.n, beta=0.25, trainer="serial"),
-                "esamp_async": ESampSampler(n=args.n, beta=0.25, trainer="async"),
-                "esamp_filtered_min_p": ESampSampler(n=args.n, beta=0.25, min_p=0.05),
-                "plain_min_p": TruncationSampler(n=args.n, temperature=1.0, min_p=0.05)}
+    samplers = {"plain": from_yaml("sampler", "temperature", n=args.n, temperature=1.0),
+                "esamp_serial": from_yaml("sampler", "esamp", n=args.n, beta=0.25, trainer="serial"),
+                "esamp_async": from_yaml("sampler", "esamp", n=args.n, beta=0.25, trainer="async"),
+                "esamp_filtered_min_p": from_yaml("sampler", "esamp", n=args.n, beta=0.25, min_p=0.05),
+                "plain_min_p": from_yaml("sampler", "temperature", n=args.n, temperature=1.0, min_p=0.05)}
     arms = {}
     for name in args.arms.split(","):
         def arm(s=samplers[name]):

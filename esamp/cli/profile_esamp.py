@@ -16,8 +16,7 @@ import torch  # noqa: E402
 
 from esamp.bench import model_and_prompts, sync  # noqa: E402
 from esamp.generation import generate  # noqa: E402
-from esamp.samplers.esamp import ESampSampler  # noqa: E402
-from esamp.samplers.truncation import TruncationSampler  # noqa: E402
+from esamp.configs import from_yaml  # noqa: E402
 
 
 class Timer:
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     lm, prompts, ids = model_and_prompts(args.model, args.device, args.prompts)
     run = lambda s: generate(lm, s, prompts, ids, max_new_tokens=args.new_tokens, ignore_eos=True)  # noqa: E731
 
-    plain, es = TruncationSampler(n=args.n), ESampSampler(n=args.n, beta=0.25)
+    plain, es = from_yaml("sampler", "temperature", n=args.n), from_yaml("sampler", "esamp", n=args.n, beta=0.25)
     run(plain), run(es)  # warm-up (allocations, oneDNN kernels)
     t = Timer(lm.device)
     plain.choose = t.wrap("plain: sampling", plain.choose)

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from esamp.cli import error_exit
+from esamp.configs import from_yaml
 
 
 def select(rows: list[dict], per_level: int, seed: int, levels: list[int] | None = None) -> dict:
@@ -52,9 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="the JSON file to write")
     args = ap.parse_args(argv)
 
-    from esamp.tasks.math500 import Math500Task
 
-    task = Math500Task(data_path=args.data)
+    task = from_yaml("task", "math500", data_path=args.data)
     try:
         rows = task.rows()
         levels = [int(x) for x in args.levels.split(",")] if args.levels else None

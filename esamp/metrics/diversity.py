@@ -41,6 +41,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from esamp import checks
+
 __all__ = [
     "Embedder",
     "divergence_curve",
@@ -206,8 +208,7 @@ class Embedder:
 
     def __init__(self, model: str | None = None, device: str = "cpu", batch_size: int = 64,
                  max_seq_length: int | None = None):
-        if max_seq_length is not None and int(max_seq_length) < 1:
-            raise ValueError(f"max_seq_length={max_seq_length!r} is invalid: allowed values are null or an integer >= 1")
+        checks.integer("max_seq_length", max_seq_length, null=True)
         self.model_name = model
         self.device = device
         self.batch_size = batch_size

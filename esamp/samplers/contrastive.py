@@ -38,15 +38,12 @@ from typing import Any
 
 import torch
 
+from esamp import checks
 from esamp.kvcache import ModelStream
 from esamp.samplers.base import BatchInfo, Choice, StepView
 from esamp.samplers.truncation import ORDER, TruncationSampler, sample
 
 FORMULAS = ("li", "obrien")
-
-
-def _number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def amateur_config(amateur: Any) -> Any:
@@ -70,23 +67,14 @@ def amateur_config(amateur: Any) -> Any:
 
 
 class ContrastiveSampler(TruncationSampler):
-    def __init__(self, amateur: Any = None, n: int = 8, alpha: float = 0.1, formula: str = "obrien",
-                 beta: float = 0.5, amateur_temperature: float = 1.0, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None, min_p: float | None = None,
-                 name: str | None = None):
-        super().__init__(n=n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                         name=name or "contrastive")
-        if not _number(alpha) or not 0 < alpha <= 1:
-            raise ValueError(f"sampler.alpha={alpha!r} is invalid: allowed values are numbers in (0, 1]")
-        if formula not in FORMULAS:
-            raise ValueError(f"sampler.formula={formula!r} is invalid: allowed values are {', '.join(FORMULAS)}")
-        if not _number(beta) or beta < 0:
-            raise ValueError(f"sampler.beta={beta!r} is invalid: allowed values are finite numbers >= 0")
-        if not _number(amateur_temperature) or amateur_temperature <= 0:
-            raise ValueError(f"sampler.amateur_temperature={amateur_temperature!r} is invalid: allowed values are "
-                             "finite numbers > 0")
-        self.alpha, self.formula, self.beta = float(alpha), formula, float(beta)
-        self.amateur_temperature = float(amateur_temperature)
+    def __init__(self, *, amateur: Any, n: int, alpha: float, formula: str, beta: float,
+                 amateur_temperature: float, temperature: float, top_k: int | None, top_p: float | None,
+                 min_p: float | None, name: str):
+        super().__init__(n=n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, name=name)
+        self.alpha = checks.number("sampler.alpha", alpha, above=0, at_most=1)
+        self.formula = checks.one_of("sampler.formula", formula, FORMULAS)
+        self.beta = checks.number("sampler.beta", beta, at_least=0)
+        self.amateur_temperature = checks.number("sampler.amateur_temperature", amateur_temperature, above=0)
         self.amateur_cfg = amateur_config(amateur)
         self.amateur = self.amateur_cfg if not isinstance(self.amateur_cfg, dict) else None
         self._checked: set[int] = set()   # id() of expert models whose vocabulary matched

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from esamp import checks
 from esamp.samplers.base import BatchInfo, Choice, Sampler, StepView
 
 NEG = -1.0e9  # HF's "impossible" score
@@ -35,23 +36,15 @@ NEG = -1.0e9  # HF's "impossible" score
 def check_params(num_beams: Any, num_groups: Any, diversity_penalty: Any, length_penalty: Any,
                  early_stopping: Any, temperature: Any, n: Any) -> None:
     """Raise a one-line ValueError naming the bad key and the allowed values."""
-    if isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1:
-        raise ValueError(f"sampler.num_beams={num_beams!r} is invalid: allowed values are integers >= 1")
-    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1 \
-            or num_beams % num_groups:
-        raise ValueError(f"sampler.num_groups={num_groups!r} is invalid: allowed values are integers >= 1 that "
-                         f"divide sampler.num_beams={num_beams}")
-    if isinstance(diversity_penalty, bool) or not isinstance(diversity_penalty, (int, float)) \
-            or not diversity_penalty >= 0:
-        raise ValueError(f"sampler.diversity_penalty={diversity_penalty!r} is invalid: allowed values are numbers >= 0")
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) \
-            or length_penalty != length_penalty:
-        raise ValueError(f"sampler.length_penalty={length_penalty!r} is invalid: allowed values are numbers")
-    if early_stopping not in (True, False, "never") or not isinstance(early_stopping, (bool, str)):
-        raise ValueError(f"sampler.early_stopping={early_stopping!r} is invalid: allowed values are true, false, "
-                         f"never")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"sampler.temperature={temperature!r} is invalid: allowed values are numbers > 0")
+    checks.integer("sampler.num_beams", num_beams)
+    checks.integer("sampler.num_groups", num_groups)
+    if num_beams % num_groups:
+        raise checks.invalid("sampler.num_groups", num_groups,
+                             f"integers >= 1 that divide sampler.num_beams={num_beams}")
+    checks.number("sampler.diversity_penalty", diversity_penalty, at_least=0)
+    checks.number("sampler.length_penalty", length_penalty)
+    checks.one_of("sampler.early_stopping", early_stopping, (True, False, "never"))
+    checks.number("sampler.temperature", temperature, above=0)
     if n is not None and n != num_beams:
         raise ValueError(f"sampler.n={n!r} is invalid: diverse beam search returns num_beams sequences, allowed "
                          f"values are null or {num_beams} (= sampler.num_beams)")
@@ -63,9 +56,8 @@ class DiverseBeamSampler(Sampler):
 
     handles_eos = True
 
-    def __init__(self, num_beams: int = 8, num_groups: int = 4, diversity_penalty: float = 0.5,
-                 length_penalty: float = 1.0, early_stopping: bool | str = True, temperature: float = 1.0,
-                 name: str = "diverse_beam", n: int | None = None):
+    def __init__(self, *, num_beams: int, num_groups: int, diversity_penalty: float, length_penalty: float,
+                 early_stopping: bool | str, temperature: float, name: str, n: int | None):
         check_params(num_beams, num_groups, diversity_penalty, length_penalty, early_stopping, temperature, n)
         self.num_beams, self.num_groups = num_beams, num_groups
         self.group_size = num_beams // num_groups
@@ -81,19 +73,19 @@ class DiverseBeamSampler(Sampler):
         if info.n != self.num_beams:
             raise ValueError(f"diverse_beam: the batch has n={info.n} rows per prompt, expected "
                              f"num_beams={self.num_beams}")
-        self.lm, self.T = info.lm, info.max_new_tokens
+        self.lm, self.max_new_tokens = info.lm, info.max_new_tokens
         P, Gr, G, dev = info.num_prompts, self.num_groups, self.group_size, info.device
         self.eos = torch.tensor(info.lm.eos_token_ids, dtype=torch.long, device=dev)
         # running beams (penalised score, unpenalised log-prob sum, tokens so far)
         self.run_score = torch.full((P, Gr, G), NEG, device=dev)
         self.run_score[:, :, 0] = 0.0
         self.run_raw = torch.zeros((P, Gr, G), device=dev)
-        self.run_tok = torch.zeros((P, Gr, G, self.T), dtype=torch.long, device=dev)
+        self.run_tok = torch.zeros((P, Gr, G, self.max_new_tokens), dtype=torch.long, device=dev)
         # finished hypotheses, best first per group (HF's `sequences` / `beam_scores` / `is_sent_finished`)
         self.fin_score = torch.full((P, Gr, G), NEG, device=dev)
         self.fin_raw = torch.zeros((P, Gr, G), device=dev)
         self.fin_len = torch.zeros((P, Gr, G), dtype=torch.long, device=dev)
-        self.fin_tok = torch.zeros((P, Gr, G, self.T), dtype=torch.long, device=dev)
+        self.fin_tok = torch.zeros((P, Gr, G, self.max_new_tokens), dtype=torch.long, device=dev)
         self.fin_ok = torch.zeros((P, Gr, G), dtype=torch.bool, device=dev)
         self.improvable = torch.ones((P, Gr), dtype=torch.bool, device=dev)  # HF: early-stop heuristic unsatisfied
         self.done = torch.zeros(P, dtype=torch.bool, device=dev)
@@ -120,7 +112,7 @@ class DiverseBeamSampler(Sampler):
             logits = logits / self.temperature
         logp = torch.log_softmax(logits, dim=-1).view(L, Gr, G, -1)
         V = logp.shape[-1]
-        last_step = step == self.T - 1
+        last_step = step == self.max_new_tokens - 1
         length = step + 1  # generated tokens including this one
         K = max(2, 1 + self.eos.numel()) * G
 
@@ -142,7 +134,7 @@ class DiverseBeamSampler(Sampler):
             top_val, top_idx = torch.topk(acc, K, dim=-1)
             beam, tok = top_idx // V, top_idx % V
             raw = logp[:, g].reshape(L, G * V).gather(1, top_idx) + run_raw[:, g].gather(1, beam)
-            seq = run_tok[:, g].gather(1, beam[..., None].expand(L, K, self.T)).clone()
+            seq = run_tok[:, g].gather(1, beam[..., None].expand(L, K, self.max_new_tokens)).clone()
             seq[:, :, step] = tok
             hits = torch.isin(tok, self.eos) | last_step
 
@@ -151,7 +143,7 @@ class DiverseBeamSampler(Sampler):
             keep = torch.topk(run_val, G, dim=-1).indices
             new["run_score"].append(run_val.gather(1, keep))
             new["run_raw"].append(raw.gather(1, keep))
-            new["run_tok"].append(seq.gather(1, keep[..., None].expand(L, G, self.T)))
+            new["run_tok"].append(seq.gather(1, keep[..., None].expand(L, G, self.max_new_tokens)))
             tokens[:, g] = tok.gather(1, keep)
             parents[:, g] = g * G + beam.gather(1, keep)
 
@@ -167,7 +159,8 @@ class DiverseBeamSampler(Sampler):
             new["fin_score"].append(m_score.gather(1, best))
             new["fin_raw"].append(torch.cat([fin_raw[:, g], raw], 1).gather(1, best))
             new["fin_len"].append(torch.cat([fin_len[:, g], torch.full_like(tok, length)], 1).gather(1, best))
-            new["fin_tok"].append(torch.cat([fin_tok[:, g], seq], 1).gather(1, best[..., None].expand(L, G, self.T)))
+            best_tok = best[..., None].expand(L, G, self.max_new_tokens)
+            new["fin_tok"].append(torch.cat([fin_tok[:, g], seq], 1).gather(1, best_tok))
             new["fin_ok"].append(torch.cat([fin_ok[:, g], eligible], 1).gather(1, best))
 
             if g + 1 < Gr and self.diversity_penalty > 0:  # a stopped group no longer steers the others
@@ -176,7 +169,7 @@ class DiverseBeamSampler(Sampler):
 
         upd = {k: torch.stack(v, 1) for k, v in new.items()}
         # HF's early-stop heuristic, evaluated after the step (length = tokens generated so far)
-        best_len = self.T if (self.early_stopping == "never" and self.length_penalty > 0) else length
+        best_len = self.max_new_tokens if (self.early_stopping == "never" and self.length_penalty > 0) else length
         best_possible = upd["run_score"][..., :1] / (best_len ** self.length_penalty)
         worst = torch.where(upd["fin_ok"], upd["fin_score"].min(-1, keepdim=True).values,
                             torch.full_like(upd["fin_score"], NEG))
@@ -212,7 +205,7 @@ class DiverseBeamSampler(Sampler):
         p, Gr, G = prompt_index, self.num_groups, self.group_size
         score = self.fin_score[p].reshape(-1)  # every slot is filled: max length finalises
         raw, lengths = self.fin_raw[p].reshape(-1), self.fin_len[p].reshape(-1)
-        toks = self.fin_tok[p].reshape(Gr * G, self.T)
+        toks = self.fin_tok[p].reshape(Gr * G, self.max_new_tokens)
         order = torch.sort(score, descending=True, stable=True).indices.tolist()
         eos = set(self.eos.tolist())
         out = []

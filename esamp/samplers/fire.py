@@ -25,29 +25,21 @@ token), and rows draw with their own uniforms, so FIRE keeps the loop's per-row 
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
+from esamp import checks
 from esamp.samplers.base import Choice, StepView
 from esamp.samplers.truncation import ORDER, TruncationSampler, sample, truncate
 
 
 class FireSampler(TruncationSampler):
-    def __init__(self, n: int = 8, first_temperature: float = 30.0, first_top_k: int | None = 16,
-                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 min_p: float | None = None, name: str | None = None):
-        super().__init__(n=n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, name=name or "fire")
-        if (isinstance(first_temperature, bool) or not isinstance(first_temperature, (int, float))
-                or not first_temperature > 0 or math.isinf(first_temperature)):
-            raise ValueError(f"sampler.first_temperature={first_temperature!r} is invalid: allowed values are "
-                             "finite numbers > 0")
-        if first_top_k is not None and (isinstance(first_top_k, bool) or not isinstance(first_top_k, int)
-                                        or first_top_k < 1):
-            raise ValueError(f"sampler.first_top_k={first_top_k!r} is invalid: allowed values are null or an "
-                             "integer >= 1")
-        self.first_temperature, self.first_top_k = float(first_temperature), first_top_k
+    def __init__(self, *, n: int, first_temperature: float, first_top_k: int | None, temperature: float,
+                 top_k: int | None, top_p: float | None, min_p: float | None, name: str):
+        super().__init__(n=n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, name=name)
+        self.first_temperature = checks.number("sampler.first_temperature", first_temperature, above=0)
+        self.first_top_k = checks.integer("sampler.first_top_k", first_top_k, null=True)
 
     def first_logits(self, logits, eos_ids=()):
         """The flaming-hot distribution's logits for step 0: EOS masked, logits / first_temperature, then

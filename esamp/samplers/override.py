@@ -28,13 +28,13 @@ num_iteration unweighted; `rounds` here is the number of iterations and must div
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from esamp import checks
 from esamp.samplers.base import BatchInfo, Choice, StepView
 from esamp.samplers.override_heads import INIT_STD, PromptGuidance
 from esamp.samplers.truncation import TruncationSampler, sample
@@ -45,29 +45,17 @@ SUMS = ("train_loss_sum", "base_loss_sum", "train_loss_steps", "kl_sum", "kl_row
         "adapter_norm_prompts")
 
 
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"sampler.{key}={value!r} is invalid: allowed values are integers >= 1")
-    return value
-
-
 class OverrideSampler(TruncationSampler):
-    def __init__(self, n: int = 8, lambd: float = 0.8, rounds: int | None = None, rank: int = 16,
-                 learning_rate: float = 1e-3, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, min_p: float | None = None, name: str | None = None):
-        super().__init__(n=n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                         name=name or "override")
-        if isinstance(lambd, bool) or not isinstance(lambd, (int, float)) or not lambd >= 0 or math.isinf(lambd):
-            raise ValueError(f"sampler.lambd={lambd!r} is invalid: allowed values are finite numbers >= 0")
-        self.rounds = n if rounds is None else _positive_int("rounds", rounds)
+    def __init__(self, *, n: int, lambd: float, rounds: int | None, rank: int, learning_rate: float,
+                 temperature: float, top_k: int | None, top_p: float | None, min_p: float | None, name: str):
+        super().__init__(n=n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, name=name)
+        self.lambd = checks.number("sampler.lambd", lambd, at_least=0)
+        self.rounds = n if rounds is None else checks.integer("sampler.rounds", rounds)
         if n % self.rounds:
             raise ValueError(f"sampler.rounds={rounds!r} is invalid with sampler.n={n}: allowed values divide n "
                              "(null: n, one sample per round)")
-        self.rank = _positive_int("rank", rank)
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
-                or not learning_rate > 0 or math.isinf(learning_rate):
-            raise ValueError(f"sampler.learning_rate={learning_rate!r} is invalid: allowed values are finite numbers > 0")
-        self.lambd, self.learning_rate = float(lambd), float(learning_rate)
+        self.rank = checks.integer("sampler.rank", rank)
+        self.learning_rate = checks.number("sampler.learning_rate", learning_rate, above=0)
         self.per_round = n // self.rounds
         self._info: BatchInfo | None = None
         self._slots: list[PromptGuidance | None] = []

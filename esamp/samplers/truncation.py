@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from esamp import checks
 from esamp.samplers.base import Choice, Sampler, StepView
 
 ORDER = "temperature -> top_k -> top_p -> min_p -> sample (Hugging Face order)"
@@ -19,16 +20,11 @@ ORDER = "temperature -> top_k -> top_p -> min_p -> sample (Hugging Face order)"
 def check_params(temperature: float, top_k: int | None, top_p: float | None, min_p: float | None,
                  n: int) -> None:
     """Raise a one-line ValueError naming the bad key and the allowed values."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"sampler.n={n!r} is invalid: allowed values are integers >= 1")
-    if temperature is None or temperature < 0:
-        raise ValueError(f"sampler.temperature={temperature!r} is invalid: allowed values are >= 0 (0 = greedy)")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"sampler.top_k={top_k!r} is invalid: allowed values are null or an integer >= 1")
-    if top_p is not None and not (0 < top_p <= 1):
-        raise ValueError(f"sampler.top_p={top_p!r} is invalid: allowed values are null or in (0, 1]")
-    if min_p is not None and not (0 <= min_p < 1):
-        raise ValueError(f"sampler.min_p={min_p!r} is invalid: allowed values are null or in [0, 1)")
+    checks.integer("sampler.n", n)
+    checks.number("sampler.temperature", temperature, at_least=0, note="(0 = greedy)")
+    checks.integer("sampler.top_k", top_k, null=True)
+    checks.number("sampler.top_p", top_p, above=0, at_most=1, null=True)
+    checks.number("sampler.min_p", min_p, at_least=0, below=1, null=True)
 
 
 def truncate(scaled: torch.Tensor, top_k: int | None = None, top_p: float | None = None,
@@ -108,19 +104,11 @@ def sample(logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
 class TruncationSampler(Sampler):
     """The baseline samplers: greedy (temperature 0), temperature, top-k, top-p, min-p."""
 
-    def __init__(self, n: int = 1, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, min_p: float | None = None, name: str | None = None):
+    def __init__(self, *, n: int, temperature: float, top_k: int | None, top_p: float | None,
+                 min_p: float | None, name: str):
         check_params(temperature, top_k, top_p, min_p, n)
         self.n, self.temperature, self.top_k, self.top_p, self.min_p = n, temperature, top_k, top_p, min_p
-        self.name = name or self._default_name()
-
-    def _default_name(self) -> str:
-        if self.temperature == 0:
-            return "greedy"
-        for key in ("min_p", "top_p", "top_k"):
-            if getattr(self, key) is not None:
-                return key
-        return "temperature"
+        self.name = name
 
     @property
     def has_filter(self) -> bool:

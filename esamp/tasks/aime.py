@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from esamp import checks
 from esamp.tasks.data import env_file, explicit_file, package_file, read_jsonl, resolve
 from esamp.tasks.math500 import MathTask
 from esamp.tasks.base import Problem
@@ -15,11 +16,9 @@ HUB = {"2025": ("yentinglin/aime_2025", "train"), "2024": ("math-ai/aime24", "te
 class AIMETask(MathTask):
     name = "aime"
 
-    def __init__(self, year: str | int = 2025, **kw):
+    def __init__(self, *, year: str | int, **kw):
         super().__init__(**kw)
-        self.year = str(year)
-        if self.year not in HUB:
-            raise ValueError(f"task.year={year!r} is invalid: allowed values are {', '.join(HUB)}")
+        self.year = checks.one_of("task.year", str(year), HUB)
 
     def rows(self) -> list[dict[str, Any]]:
         def wheel():

@@ -34,7 +34,7 @@ class Task:
     stop_strings: tuple[str, ...] = ()
     # Keep each sample's generated token ids in samples.jsonl (tasks whose metrics need them).
     store_token_ids: bool = False
-    max_new_tokens: int = 512
+    max_new_tokens: int  # set by each task from its yaml (task.max_new_tokens)
 
     def prepare(self, lm) -> None:
         """Called once the generating model is loaded (e.g. to keep its tokenizer)."""

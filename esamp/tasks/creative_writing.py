@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from esamp import checks
 from esamp.tasks.base import Problem, Task
 from esamp.tasks.data import data_dir, resolve
 
@@ -54,23 +55,19 @@ class CreativeWritingTask(Task):
     name = "creative_writing"
     store_token_ids = True  # the divergence curve decodes prefixes of the generated tokens
 
-    def __init__(self, books_dir: str | None = None, num_prompts: int | None = 20, prompt_seed: int = 42,
-                 prompt_words: int = 32, max_new_tokens: int = 512, ppl_model: Any = None,
-                 embedder: str | None = None, divergence_every: int = 64, limit: int | None = None,
-                 name: str | None = None, embedder_max_seq_length: int | None = None):
-        if num_prompts is not None and num_prompts < 1:
-            raise ValueError(f"task.num_prompts={num_prompts!r} is invalid: allowed values are null or an integer >= 1")
-        self.books_dir, self.num_prompts, self.prompt_seed, self.prompt_words = books_dir, num_prompts, prompt_seed, prompt_words
-        if embedder_max_seq_length is not None and (isinstance(embedder_max_seq_length, bool)
-                                                    or not isinstance(embedder_max_seq_length, int)
-                                                    or embedder_max_seq_length < 1):
-            raise ValueError(f"task.embedder_max_seq_length={embedder_max_seq_length!r} is invalid: allowed values "
-                             "are null (the embedder's own limit) or an integer >= 1")
-        self.max_new_tokens, self.embedder_name = max_new_tokens, embedder
-        self.embedder_max_seq_length = embedder_max_seq_length
+    def __init__(self, *, books_dir: str | None, num_prompts: int | None, prompt_seed: int, prompt_words: int,
+                 max_new_tokens: int, ppl_model: Any, embedder: str | None, divergence_every: int,
+                 limit: int | None, name: str, embedder_max_seq_length: int | None):
+        self.books_dir, self.prompt_seed, self.embedder_name = books_dir, prompt_seed, embedder
+        self.num_prompts = checks.integer("task.num_prompts", num_prompts, null=True)
+        self.prompt_words = checks.integer("task.prompt_words", prompt_words)
+        self.max_new_tokens = checks.integer("task.max_new_tokens", max_new_tokens)
+        self.embedder_max_seq_length = checks.integer("task.embedder_max_seq_length", embedder_max_seq_length,
+                                                      null=True)
         self.ppl_model = judge_config(ppl_model)
-        self.every, self.limit = divergence_every, limit
-        self.name = name or self.name
+        self.every = checks.integer("task.divergence_every", divergence_every)
+        self.limit = checks.integer("task.limit", limit, null=True)
+        self.name = name
         self.lm = None
 
     def load(self) -> list[Problem]:

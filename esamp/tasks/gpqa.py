@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from esamp import checks
 from esamp.seeding import problem_key
 from esamp.tasks.base import Problem, Task
 from esamp.tasks.data import env_file, explicit_file, open_text, package_file, resolve, select_rows
@@ -28,13 +29,11 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 class GPQATask(Task):
     name = "gpqa_diamond"
 
-    def __init__(self, data_path: str | None = None, limit: int | None = None, seed: int = 0,
-                 max_new_tokens: int = 1024, name: str | None = None, subset: dict | None = None):
-        if limit is not None and limit < 1:
-            raise ValueError(f"task.limit={limit!r} is invalid: allowed values are null or an integer >= 1")
-        self.data_path, self.limit, self.seed, self.max_new_tokens = data_path, limit, seed, max_new_tokens
-        self.subset = dict(subset or {})
-        self.name = name or self.name
+    def __init__(self, *, data_path: str | None, limit: int | None, seed: int, max_new_tokens: int, name: str,
+                 subset: dict | None):
+        self.data_path, self.seed, self.subset, self.name = data_path, seed, dict(subset or {}), name
+        self.limit = checks.integer("task.limit", limit, null=True)
+        self.max_new_tokens = checks.integer("task.max_new_tokens", max_new_tokens)
         self.source = None
 
     def rows(self) -> list[dict[str, str]]:

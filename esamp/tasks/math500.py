@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from esamp import checks
 from esamp.tasks.base import Problem, Task
 from esamp.tasks.data import env_file, explicit_file, package_file, read_jsonl, resolve, select_rows
 from esamp.tasks.prompt_styles import check_prompt_style, record, styled
@@ -16,15 +17,14 @@ class MathTask(Task):
 
     name = "math"
 
-    def __init__(self, data_path: str | None = None, limit: int | None = None, subset: dict | None = None,
-                 system_prompt: str | None = None, grade_timeout: float = 5.0, max_new_tokens: int = 512,
-                 name: str | None = None, prompt_style: str = "plain"):
-        if limit is not None and limit < 1:
-            raise ValueError(f"task.limit={limit!r} is invalid: allowed values are null or an integer >= 1")
-        self.data_path, self.limit, self.subset = data_path, limit, dict(subset or {})
-        self.system_prompt, self.grade_timeout, self.max_new_tokens = system_prompt, grade_timeout, max_new_tokens
+    def __init__(self, *, data_path: str | None, limit: int | None, subset: dict | None, system_prompt: str | None,
+                 grade_timeout: float, max_new_tokens: int, name: str, prompt_style: str):
+        self.data_path, self.subset = data_path, dict(subset or {})
+        self.limit = checks.integer("task.limit", limit, null=True)
+        self.grade_timeout = checks.number("task.grade_timeout", grade_timeout, above=0)
+        self.system_prompt, self.max_new_tokens = system_prompt, checks.integer("task.max_new_tokens", max_new_tokens)
         self.source = None
-        self.name = name or self.name
+        self.name = name
         self.prompt_style = check_prompt_style(prompt_style)  # esamp/tasks/prompt_styles.py
         if system_prompt and self.prompt_style != "plain":
             raise ValueError(f"task.prompt_style={self.prompt_style} cannot be combined with task.system_prompt: "

@@ -1,4 +1,4 @@
-"""Prompt styles: a system prompt a task puts in front of its chat messages (`+task.prompt_style=NAME`).
+"""Prompt styles: a system prompt a task puts in front of its chat messages (`task.prompt_style=NAME`).
 
 `self_review` is the ESamp paper's Tree-of-Thoughts-style baseline realised as one prompt: the model is asked
 to lay out several approaches, review each and continue with the one that survives, within a single sample
@@ -7,13 +7,14 @@ below is ours and is recorded verbatim in results.json, `task_metrics.prompt_sty
 `prompt`). On Qwen2.5 chat templates a system message replaces the template's default system prompt ("You
 are Qwen, created by Alibaba Cloud. ..."), so this arm also differs from the plain arms by that line.
 
-Why `+task.prompt_style` (with the plus) rather than a key in each task's YAML: the resume lock
-(`run.lock.json`) fingerprints the task config, and a new default key would make every run folder in flight
-refuse to resume. Runs that never set a style keep the exact config they had.
+The resume lock (`run.lock.json`) leaves `prompt_style: plain` out of its fingerprint (esamp/pipeline.py,
+LOCK_NEUTRAL): run folders locked before the key existed resume as they did.
 """
 from __future__ import annotations
 
 from typing import Any
+
+from esamp import checks
 
 SELF_REVIEW = (
     "You solve problems the way a careful expert searches a tree of ideas. Before committing to an answer, "
@@ -28,10 +29,7 @@ PROMPT_STYLES: dict[str, str | None] = {"plain": None, "self_review": SELF_REVIE
 
 def check_prompt_style(style: str | None) -> str:
     """The style's name, or a one-line ValueError naming the key and the allowed values."""
-    style = style or "plain"
-    if style not in PROMPT_STYLES:
-        raise ValueError(f"task.prompt_style={style!r} is invalid: allowed values are {', '.join(PROMPT_STYLES)}")
-    return style
+    return checks.one_of("task.prompt_style", style, PROMPT_STYLES)
 
 
 def system_prompt(style: str) -> str | None:

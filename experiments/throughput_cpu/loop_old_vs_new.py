@@ -24,10 +24,11 @@ import torch
 from esamp.bench import model_and_prompts
 from esamp.generation import generate
 from esamp.samplers.truncation import TruncationSampler
+from esamp.configs import from_yaml
 root, model, P, n, T = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 ignore_eos, slots = sys.argv[6] == "fixed", int(sys.argv[7]) or None
 lm, prompts, ids = model_and_prompts(f"{root}/conf/model/{model}.yaml", "cpu", P)
-s = TruncationSampler(n=n, temperature=1.0)
+s = from_yaml("sampler", "temperature", n=n, temperature=1.0)
 generate(lm, s, prompts, ids, max_new_tokens=16, ignore_eos=True)
 t = time.perf_counter()
 out = generate(lm, s, prompts, ids, max_new_tokens=T, ignore_eos=ignore_eos, batch_prompts=slots, seed=3)

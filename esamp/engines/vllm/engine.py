@@ -58,12 +58,13 @@ class VllmEngine:
     name = "vllm"
 
     def __init__(self, cfg, sampler, *, rows: int):
+        """`cfg`: the composed conf/engine/vllm.yaml (every key read from it; esamp.configs.option for tests)."""
         check_sampler(sampler)  # first: a sampler vLLM cannot run is the answer even where vLLM is missing
         # In-process engine core: the ESamp hook lives in the model runner the driver calls step() on.
         if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0") != "0":
             raise EngineError("engine=vllm runs vLLM's engine core in-process: unset "
                               "VLLM_ENABLE_V1_MULTIPROCESSING (or set it to 0)")
-        if isinstance(sampler, ESampSampler) and not (cfg or {}).get("enforce_eager", True):
+        if isinstance(sampler, ESampSampler) and not cfg["enforce_eager"]:
             raise EngineError("sampler=esamp on engine=vllm needs engine.enforce_eager=true (its taps are forward "
                               "hooks, which torch.compile / CUDA graphs do not run)")
         self.version = vllm_version()
@@ -74,7 +75,7 @@ class VllmEngine:
     def load(self, model_cfg) -> VllmModel:
         t0 = time.perf_counter()
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.cfg.get("kv_cache_space_gb", 4)))
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.cfg["kv_cache_space_gb"]))
         folder, source = model_folder(model_cfg)
         from transformers import AutoTokenizer
         from vllm import LLM
@@ -83,14 +84,14 @@ class VllmEngine:
 
         tok = AutoTokenizer.from_pretrained(folder)
         kwargs: dict[str, Any] = dict(model=folder, tokenizer=folder, dtype=model_cfg.get("dtype", "bfloat16"),
-                                      enforce_eager=bool(self.cfg.get("enforce_eager", True)),
+                                      enforce_eager=bool(self.cfg["enforce_eager"]),
                                       max_num_seqs=self.rows, seed=0, async_scheduling=False,
-                                      enable_prefix_caching=bool(self.cfg.get("enable_prefix_caching", True)))
+                                      enable_prefix_caching=bool(self.cfg["enable_prefix_caching"]))
         for key in ("max_model_len", "max_num_batched_tokens"):
-            if self.cfg.get(key) is not None:
+            if self.cfg[key] is not None:
                 kwargs[key] = int(self.cfg[key])
         if torch.cuda.is_available():
-            kwargs["gpu_memory_utilization"] = float(self.cfg.get("gpu_memory_utilization", 0.9))
+            kwargs["gpu_memory_utilization"] = float(self.cfg["gpu_memory_utilization"])
         self.llm = LLM(**kwargs)
         runner = self.runner()
         hidden = runner.model.config.hidden_size
@@ -113,7 +114,7 @@ class VllmEngine:
                  stop_strings: Sequence[str] = (), ignore_eos: bool = False, sync_every: int | None = None,
                  on_prompt_done: Callable[[int, list[RowResult]], None] | None = None,
                  on_snapshot: Callable[[dict, GenerationStats], None] | None = None,
-                 snapshot_every: float = 120.0) -> GenerationOutput:
+                 snapshot_every: float = 0.0) -> GenerationOutput:
         """Same contract as `esamp.generation.generate` (sync_every is the hf loop's and is ignored)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt

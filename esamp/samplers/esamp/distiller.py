@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from esamp import checks
 from esamp.samplers.esamp.variants import PAPER, VARIANT_NAMES, VARIANTS
 
 KINDS = VARIANT_NAMES
@@ -65,17 +66,13 @@ class DistillerBank(nn.Module):
         output_bias: str = PAPER["output_bias"],
     ) -> None:
         super().__init__()
-        if kind not in KINDS:
-            raise ValueError(f"unknown Distiller kind {kind!r}; allowed: {', '.join(KINDS)}")
-        if init_down not in ("linear", "zero"):
-            raise ValueError(f"unknown init_down {init_down!r}; allowed: linear, zero")
-        if int(num_slots) < 1 or int(hidden) < 1:
-            raise ValueError(f"num_slots and hidden must be >= 1 (got {num_slots}, {hidden})")
+        checks.one_of("Distiller kind", kind, KINDS)
+        checks.one_of("sampler.distiller.init_down", init_down, ("linear", "zero"))
+        checks.integer("num_slots", int(num_slots))
+        checks.integer("hidden", int(hidden))
         self.kind, self.hidden, self.intermediate, self.rank = kind, int(hidden), int(intermediate), int(rank)
-        if input_norm not in INPUT_NORMS:
-            raise ValueError(f"unknown input_norm {input_norm!r}; allowed: {', '.join(INPUT_NORMS)}")
-        if output_bias not in OUTPUT_BIASES:
-            raise ValueError(f"unknown output_bias {output_bias!r}; allowed: {', '.join(OUTPUT_BIASES)}")
+        checks.one_of("sampler.distiller.input_norm", input_norm, INPUT_NORMS)
+        checks.one_of("sampler.distiller.output_bias", output_bias, OUTPUT_BIASES)
         self.init_down, self.input_norm, self.output_bias = init_down, input_norm, output_bias
         for name, shape in self._shapes(int(num_slots)).items():
             self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=torch.float32, device=device)))

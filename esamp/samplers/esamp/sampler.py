@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from esamp import checks
 from esamp.samplers.base import BatchInfo, Choice, StepView
 from esamp.samplers.truncation import TruncationSampler, sample
 from esamp.seeding import prompt_generator, row_normals
@@ -36,39 +37,31 @@ from esamp.samplers.esamp.variants import (ERRORS, FUSION_ORDERS, FUSIONS, KIND_
                                            VARIANT_ORDERS, VARIANT_TAPS, VARIANTS, canonical_settings, current_value)
 
 
-def _one_of(key: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"sampler.{key}={value!r} is invalid: allowed values are {', '.join(map(str, allowed))}")
-
-
 class ESampSampler(TruncationSampler):
     min_new_tokens = 2  # the first token comes from the prefill; the Distiller trains from the second on
-    def __init__(self, n: int = 8, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 min_p: float | None = None, beta: float = 0.25, variant: str = "paper", taps: str | None = None,
-                 state: str = "per_prompt", trainer: str = "serial", fusion: str = "extrapolate",
-                 fusion_order: str | None = None, error: str = "distiller", latent_mixing: bool | str = "auto",
-                 distiller: dict | None = None, name: str | None = None):
-        super().__init__(n=n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, name=name or "esamp")
-        if beta is None or not (beta >= 0) or math.isinf(beta):
-            raise ValueError(f"sampler.beta={beta!r} is invalid: allowed values are finite numbers >= 0")
-        _one_of("variant", variant, tuple(VARIANTS))
+    def __init__(self, *, n: int, temperature: float, top_k: int | None, top_p: float | None,
+                 min_p: float | None, beta: float, variant: str, taps: str | None, state: str, trainer: str,
+                 fusion: str, fusion_order: str | None, error: str, latent_mixing: bool | str,
+                 distiller: dict | None, name: str):
+        super().__init__(n=n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, name=name)
+        checks.number("sampler.beta", beta, at_least=0)
+        checks.one_of("sampler.variant", variant, VARIANTS)
         self.variant = variant
         # old knob names (paper, naive, tllm) are translated with a warning; the new names are what is recorded
         taps, fusion, fusion_order = (current_value(k, v) for k, v in
                                       (("taps", taps), ("fusion", fusion), ("fusion_order", fusion_order)))
         self.taps = taps or VARIANT_TAPS[variant]  # the loop reads this to install the hidden-state hooks
-        _one_of("taps", self.taps, TAPS)
-        _one_of("state", state, STATES)
-        _one_of("trainer", trainer, MODES)
-        _one_of("fusion", fusion, FUSIONS)
+        checks.one_of("sampler.taps", self.taps, TAPS)
+        checks.one_of("sampler.state", state, STATES)
+        checks.one_of("sampler.trainer", trainer, MODES)
+        checks.one_of("sampler.fusion", fusion, FUSIONS)
         self.fusion_order = fusion_order or VARIANT_ORDERS[variant]
-        _one_of("fusion_order", self.fusion_order, FUSION_ORDERS)
-        _one_of("error", error, ERRORS)
+        checks.one_of("sampler.fusion_order", self.fusion_order, FUSION_ORDERS)
+        checks.one_of("sampler.error", error, ERRORS)
         if error == "noise" and fusion != "extrapolate":
             raise ValueError("sampler.error=noise is invalid with sampler.fusion=subtract: allowed with "
                              "fusion=extrapolate")
-        if latent_mixing not in ("auto", True, False):
-            raise ValueError(f"sampler.latent_mixing={latent_mixing!r} is invalid: allowed values are auto, true, false")
+        checks.one_of("sampler.latent_mixing", latent_mixing, ("auto", True, False))
         self.beta, self.state, self.trainer_mode, self.fusion, self.error = float(beta), state, trainer, fusion, error
         self.latent_mixing_cfg = latent_mixing
         self.distiller_cfg = _distiller_options(variant, distiller)
@@ -92,13 +85,13 @@ class ESampSampler(TruncationSampler):
         if self.trainer is None or self.trainer.bank.hidden != info.lm.hidden_size:
             self.trainer = make_trainer(self.variant, hidden=info.lm.hidden_size, num_slots=slots,
                                         mode=self.trainer_mode, device=info.device,
-                                        max_steps=info.max_new_tokens, **self.distiller_cfg)
+                                        max_new_tokens=info.max_new_tokens, **self.distiller_cfg)
         # shared: one Distiller for every row in flight, drawn once per run; per_prompt: drawn per admission
         if self.state == "shared":
             self.trainer.reset(num_slots=slots, generators=[prompt_generator(info.seed, None, info.device)],
-                               max_steps=info.max_new_tokens)
+                               max_new_tokens=info.max_new_tokens)
         else:
-            self.trainer.resize(slots, max_steps=info.max_new_tokens)  # telemetry sized by this run
+            self.trainer.resize(slots, max_new_tokens=info.max_new_tokens)  # telemetry sized by this run
         if self.latent_mixing_cfg is True and not self._can_mix(info.lm):
             raise ValueError("sampler.latent_mixing=true is invalid here: it needs no top_k/top_p/min_p, "
                              "taps=layer0_to_final, fusion=extrapolate, fusion_order=fuse_then_scale and an LM head "
@@ -262,7 +255,6 @@ def _distiller_options(variant: str, distiller: dict | None) -> dict:
     if opts.get("output_bias") == "prompt" and VARIANTS[variant]["kind"] != "paper":
         raise ValueError("sampler.distiller.output_bias=prompt is invalid with sampler.variant=tllm: allowed with "
                          "variant=paper (the bias is the mean of the prompt's final normed states, the paper's target)")
-    if opts.get("loss_reduction", VARIANTS[variant]["loss_reduction"]) not in LOSS_REDUCTIONS:
-        raise ValueError(f"sampler.distiller.loss_reduction={opts['loss_reduction']!r} is invalid: allowed values "
-                         f"are {', '.join(LOSS_REDUCTIONS)}")
+    checks.one_of("sampler.distiller.loss_reduction", opts.get("loss_reduction", VARIANTS[variant]["loss_reduction"]),
+                  LOSS_REDUCTIONS)
     return opts

@@ -21,6 +21,7 @@ import math
 import torch
 from torch import Tensor
 
+from esamp import checks
 from esamp.samplers.esamp.distiller import DistillerBank
 from esamp.samplers.esamp.variants import PAPER, VARIANTS
 
@@ -29,7 +30,7 @@ MODES = ("serial", "async")
 CLIP_EPS = 1e-6  # same epsilon as torch.nn.utils.clip_grad_norm_
 
 _BANK_KEYS = ("kind", "intermediate", "rank", "init_down", "input_norm", "output_bias")
-_TRAINER_KEYS = ("optimizer", "lr", "eps", "betas", "weight_decay", "grad_clip", "max_steps", "loss_reduction")
+_TRAINER_KEYS = ("optimizer", "lr", "eps", "betas", "weight_decay", "grad_clip", "max_new_tokens", "loss_reduction")
 LOSS_REDUCTIONS = ("mean", "sum")
 
 
@@ -72,21 +73,17 @@ class OnlineTrainer:
         weight_decay: float = PAPER["weight_decay"],
         grad_clip: float | None = PAPER["grad_clip"],
         mode: str = "serial",
-        max_steps: int = 4096,
+        max_new_tokens: int = 4096,
         loss_reduction: str = PAPER["loss_reduction"],
     ) -> None:
-        if loss_reduction not in LOSS_REDUCTIONS:
-            raise ValueError(f"unknown loss_reduction {loss_reduction!r}; allowed: {', '.join(LOSS_REDUCTIONS)}")
-        self.loss_reduction = loss_reduction
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
+        self.loss_reduction = checks.one_of("sampler.distiller.loss_reduction", loss_reduction, LOSS_REDUCTIONS)
+        checks.one_of("sampler.distiller.optimizer", optimizer, OPTIMIZERS)
+        checks.one_of("sampler.trainer", mode, MODES)
         self.bank, self.optimizer, self.mode = bank, optimizer, mode
         self.lr, self.eps, self.betas = float(lr), float(eps), (float(betas[0]), float(betas[1]))
         self.weight_decay = float(weight_decay)
         self.grad_clip = float(grad_clip or 0.0)  # <= 0 / None: no clipping
-        self._capacity0 = max(1, int(max_steps))  # initial size of the loss buffers; they grow if exceeded
+        self._capacity0 = max(1, int(max_new_tokens))  # initial size of the loss buffers; they grow if exceeded
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._future: concurrent.futures.Future | None = None
         self._side: torch.cuda.Stream | None = None
@@ -134,13 +131,13 @@ class OnlineTrainer:
     @torch.inference_mode(False)
     def reset(self, num_slots: int | None = None, generator: torch.Generator | None = None,
               clear_stats: bool = True, generators: list[torch.Generator] | None = None,
-              max_steps: int | None = None) -> None:
+              max_new_tokens: int | None = None) -> None:
         """Fresh Distiller weights and zeroed optimiser state for every slot (resizing to ``num_slots``);
-        ``generators``: one per slot (see DistillerBank.reset); ``max_steps``: this run's decode steps (the
+        ``generators``: one per slot (see DistillerBank.reset); ``max_new_tokens``: this run's decode steps (the
         telemetry buffers' size; a reused trainer is sized per run, not by its first run)."""
         self.synchronize()
-        if max_steps is not None:
-            self._capacity0 = max(1, int(max_steps))
+        if max_new_tokens is not None:
+            self._capacity0 = max(1, int(max_new_tokens))
         if num_slots is not None and int(num_slots) != self.num_slots:
             self.bank.resize(int(num_slots))
         self.bank.reset(generator, generators=generators)
@@ -149,12 +146,12 @@ class OnlineTrainer:
             self._clear_stats()
 
     @torch.inference_mode(False)
-    def resize(self, num_slots: int, max_steps: int | None = None) -> None:
-        """``num_slots`` slots with zeroed optimiser state and statistics (buffers for ``max_steps`` decode
+    def resize(self, num_slots: int, max_new_tokens: int | None = None) -> None:
+        """``num_slots`` slots with zeroed optimiser state and statistics (buffers for ``max_new_tokens`` decode
         steps); weights are drawn per slot later (``reset_slots``), when a prompt takes the slot."""
         self.synchronize()
-        if max_steps is not None:
-            self._capacity0 = max(1, int(max_steps))
+        if max_new_tokens is not None:
+            self._capacity0 = max(1, int(max_new_tokens))
         if int(num_slots) != self.num_slots:
             self.bank.resize(int(num_slots))
         self._init_state()
@@ -229,7 +226,7 @@ class OnlineTrainer:
             while t >= self._stats.shape[1]:  # grow the loss buffers (host-side decision, no sync)
                 self._stats = torch.cat([self._stats, torch.zeros_like(self._stats)], dim=1)
                 self._upd_stats = torch.cat([self._upd_stats, torch.zeros_like(self._upd_stats)], dim=1)
-        else:  # the caller's steps are < max_steps, the buffers' size (set per run by reset/resize)
+        else:  # the caller's steps are < max_new_tokens, the buffers' size (set per run by reset/resize)
             slot_steps = slot_steps.to(self.device).clamp(max=self._stats.shape[1] - 1)
         self._max_col = torch.maximum(self._max_col, slot_steps.max())
 
@@ -390,8 +387,7 @@ def make_trainer(variant: str = "paper", *, hidden: int, num_slots: int = 1, mod
     Overrides: bank keys ``_BANK_KEYS``, trainer keys ``_TRAINER_KEYS``. None means "the variant's default"
     (so a config can pass all keys); disable clipping with ``grad_clip=0``.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+    checks.one_of("sampler.variant", variant, VARIANTS)
     unknown = set(overrides) - set(_BANK_KEYS) - set(_TRAINER_KEYS)
     if unknown:
         raise TypeError(f"unknown trainer option(s) {sorted(unknown)}; allowed: {_BANK_KEYS + _TRAINER_KEYS}")
