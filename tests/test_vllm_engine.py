@@ -198,6 +198,32 @@ def test_fused_logits_follow_the_formula_on_surviving_candidates(vllm_engine, re
         torch.testing.assert_close(got[keep], fused[keep], atol=5e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("error", ["distiller", "noise"])
+def test_latent_mixing_is_one_head_call_with_the_fused_draws(vllm_engine, monkeypatch, error):
+    """latent_mixing=auto (no filter: exact) gives vLLM's LM head h + beta err once per step; logit fusion calls the
+    head a second time on every ESamp decode step. Both give the same tokens (float32 model: the two roundings of
+    the same linear map), and the mixed run records that it mixed."""
+    engine, _ = vllm_engine
+    model = engine.runner().model
+    calls = []
+    head = type(model).compute_logits
+    monkeypatch.setattr(type(model), "compute_logits", lambda self, h: calls.append(h.shape[0]) or head(self, h))
+    mixing, fusing = esamp(0.7, error=error), esamp(0.7, error=error, latent_mixing=False)
+    mixed, _ = run(vllm_engine, mixing)
+    n_mixed, calls[:] = len(calls), []
+    fused, _ = run(vllm_engine, fusing)
+    assert mixing.describe()["latent_mixing"] is True and fusing.describe()["latent_mixing"] is False
+    assert len(calls) - n_mixed == MAX_NEW - 1  # fusion: one extra head call per decode step, mixing: none
+    assert mixed == fused
+    plain, _ = run(vllm_engine, make_sampler("temperature", n=3))
+    assert mixed != plain  # beta 0.7 moved the draws
+
+
+def test_latent_mixing_true_with_a_filter_is_refused(vllm_engine):
+    with pytest.raises(ValueError, match="latent_mixing=true is invalid"):
+        run(vllm_engine, esamp(0.5, top_k=20, latent_mixing=True))
+
+
 def test_per_prompt_isolation_and_fresh_slots(vllm_engine, recorder):
     """A prompt's Distiller trajectory (and samples) are the same alone or batched with others, and a slot
     freed by one prompt starts the next one fresh."""

@@ -49,9 +49,6 @@ def check_sampler(sampler) -> None:
         if sampler.temperature == 0:
             raise EngineError("sampler=esamp with temperature=0 cannot run on engine=vllm (vLLM's greedy path "
                               "skips the sampling hook): use temperature > 0 or engine=hf")
-        if sampler.latent_mixing_cfg is True:
-            raise EngineError("sampler.latent_mixing=true cannot run on engine=vllm: it always fuses logits "
-                              "(use latent_mixing=auto)")
 
 
 def chunked_prefill(setting: bool | None, cuda: bool) -> bool:

@@ -12,6 +12,10 @@ What is hooked, and why there:
   `hf` engine). Its sampled position is `query_start_loc[i + 1] - 1` (the runner's own `logits_indices`
   without speculative decoding). Here the Distiller predicts with its current weights, then takes this
   step's one update (`OnlineTrainer.step`), before the token is drawn.
+- latent mixing (the default where it is exact: no top-k/top-p/min-p, the paper's taps and fusion, an LM head without
+  bias whose logits are not soft-capped): the wrapped `compute_logits` predicts and trains there and hands vLLM's
+  one LM head the ESamp decode rows' states h + beta err, so W (h + beta (h - h_pred)) = (1 + beta) ref - beta dist
+  in one head call; the sampler then only divides by T and draws. Otherwise:
 - fusion: `runner.sampler.topk_topp_sampler.forward` (wrapped) receives the logits after temperature and
   min-p; vLLM's own `apply_top_k_top_p` cuts them, and the surviving candidates of ESamp rows become
   `(1 + beta) ref - beta dist` (at the row's temperature, fuse_then_scale; scale_then_fuse: unscaled
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from esamp.engines.vllm.patches import Patches
 from esamp.samplers.base import BatchInfo
 from esamp.seeding import row_normals
 
@@ -62,7 +67,13 @@ class ESampHook:
         layers = model.model.layers
         sampler.begin(BatchInfo(lm=_LmShim(model.config.hidden_size, model.lm_head), num_prompts=slots, n=n,
                                 max_new_tokens=max_new_tokens, device=runner.device, seed=seed))
-        sampler._latent_mixing = False  # this engine always fuses logits (exact with any filter)
+        # begin() decided mixing from the sampler's settings; vLLM's logits must also be linear in the state
+        linear = getattr(getattr(model, "logits_processor", None), "soft_cap", "unknown") is None
+        if sampler.latent_mixing_cfg is True and not linear:
+            raise ValueError("sampler.latent_mixing=true is invalid here: this model's logits are not a linear map "
+                             "of its final state (soft-capped); use latent_mixing=auto")
+        self.mix = bool(sampler._latent_mixing) and linear
+        sampler._latent_mixing = self.mix  # recorded in the run's telemetry
         self.trainer = sampler.trainer
         self.shared = sampler.state == "shared"
         self._src = self._tgt = self._final = None
@@ -75,11 +86,10 @@ class ESampHook:
             self._handles.append(layers[0].input_layernorm.register_forward_hook(self._store("_src")))
             self._handles.append(layers[-1].input_layernorm.register_forward_hook(self._store("_tgt")))
         vsampler = runner.sampler
-        self._orig = {"compute_logits": model.compute_logits, "sampler": vsampler.forward,
-                      "topk": vsampler.topk_topp_sampler.forward}
-        model.compute_logits = self._compute_logits
-        vsampler.forward = self._sampler_forward
-        vsampler.topk_topp_sampler.forward = self._topk_forward
+        self._patches = Patches()
+        self._orig = {"compute_logits": self._patches.wrap(model, "compute_logits", self._compute_logits),
+                      "sampler": self._patches.wrap(vsampler, "forward", self._sampler_forward),
+                      "topk": self._patches.wrap(vsampler.topk_topp_sampler, "forward", self._topk_forward)}
 
     # ------------------------------------------------------------------------------------------- life
     def admit(self, slot: int, problem_id: str) -> None:
@@ -90,10 +100,7 @@ class ESampHook:
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        # the wrappers are instance attributes: deleting them restores the class methods / vLLM's own choice
-        self.model.compute_logits = self._orig["compute_logits"]
-        self.runner.sampler.forward = self._orig["sampler"]
-        self.runner.sampler.topk_topp_sampler.forward = self._orig["topk"]
+        self._patches.undo()
 
     # ------------------------------------------------------------------------------------------- taps
     def _store_layer0(self, _module, _inputs, output):
@@ -108,12 +115,31 @@ class ESampHook:
 
     def _compute_logits(self, hidden_states):
         self._final = hidden_states  # (num sampled rows, H): the final normed state at each sampled position
+        if self.mix:
+            hidden_states = self._mix(hidden_states)
         return self._orig["compute_logits"](hidden_states)
+
+    def _mix(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Latent mixing: the ESamp decode rows' final states become h + beta err (err = h - h_pred, or the
+        noise control's draw), so the one LM head call gives the fused logits; other rows are left as they are."""
+        rows, slots, steps, keys = self._decode_rows()
+        if not rows:
+            return hidden
+        rows_t = _to(hidden.device, rows)
+        tgt = hidden[rows_t]
+        pred = self._predict_and_train(self._src[self._positions(rows, hidden.device)], tgt, slots, steps)
+        err = tgt.float() - pred
+        if self.sampler.error == "noise":
+            err = self._same_norm_noise(err, keys, steps)
+        mixed = hidden.clone()
+        mixed[rows_t] = (tgt.float() + self.sampler.beta * err).to(hidden.dtype)
+        self.steps += 1
+        return mixed
 
     # ------------------------------------------------------------------------------------------- step
     def _sampler_forward(self, logits, sampling_metadata, *args, **kwargs):
         try:
-            self._ctx = self._prepare(sampling_metadata)
+            self._ctx = None if self.mix else self._prepare(sampling_metadata)
             return self._orig["sampler"](logits, sampling_metadata, *args, **kwargs)
         finally:
             self._ctx = None
@@ -145,19 +171,14 @@ class ESampHook:
         if metadata.temperature is None:
             raise RuntimeError("ESamp on vLLM needs temperature > 0 (all rows were greedy)")
         device = self._final.device
-        num = self.runner.input_batch.num_reqs
-        positions = _to(device, (self.runner.query_start_loc.cpu[1: num + 1].to(torch.long) - 1)[rows])
+        positions = self._positions(rows, device)
         rows_t = _to(device, rows)
         src = self._src[positions]
         tgt = self._final[rows_t] if self.sampler.taps == "layer0_to_final" else self._tgt[positions]
         pred = self._predict_and_train(src, tgt, slots, steps)
         dtype = self._final.dtype
         if self.sampler.error == "noise":  # control: same-norm Gaussian noise in place of the latent error
-            err = tgt.float() - pred
-            # each row's draw keyed by (seed, problem id, sample index, token index), as in the hf engine
-            noise = row_normals(self.sampler._info.seed, [k[0] for k in keys], [k[1] for k in keys], steps,
-                                err.shape[-1]).to(err.device)
-            noise = noise * (err.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+            noise = self._same_norm_noise(tgt.float() - pred, keys, steps)
             correction = self.sampler.beta * self._orig["compute_logits"](noise.to(dtype)).float()
         else:
             dist = self._orig["compute_logits"](pred.to(dtype)).float()
@@ -165,6 +186,18 @@ class ESampHook:
         temperature = metadata.temperature.to(device)[rows_t].float().unsqueeze(1)
         self.steps += 1
         return _StepContext(rows_t, correction, temperature)
+
+    def _positions(self, rows: list[int], device: torch.device) -> torch.Tensor:
+        """Token positions of the rows' sampled states in the step's flattened input (their query ends)."""
+        num = self.runner.input_batch.num_reqs
+        return _to(device, (self.runner.query_start_loc.cpu[1: num + 1].to(torch.long) - 1)[rows])
+
+    def _same_norm_noise(self, err: torch.Tensor, keys, steps: list[int]) -> torch.Tensor:
+        """The noise control: Gaussian noise of each row's latent-error norm, each row's draw keyed by (seed,
+        problem id, sample index, token index), as in the hf engine."""
+        noise = row_normals(self.sampler._info.seed, [k[0] for k in keys], [k[1] for k in keys], steps,
+                            err.shape[-1]).to(err.device)
+        return noise * (err.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
     def _predict_and_train(self, src, tgt, slots: list[int], steps: list[int]) -> torch.Tensor:
         """Lay the rows out as the bank's [slots, rows per slot, H] grid, predict with the current weights and

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from esamp.engines.vllm.patches import Patches
 from esamp.samplers.truncation import truncate
 
 FIRE_KEY = "fire_first"  # SamplingParams.extra_args key marking a FIRE request
@@ -23,14 +24,13 @@ class FireHook:
             raise ValueError("FIRE on vLLM needs async_scheduling=False")
         self.runner, self.sampler = runner, sampler
         vsampler = runner.sampler
-        self._orig = {"sampler": vsampler.forward, "topk": vsampler.topk_topp_sampler.forward}
         self._first: tuple[torch.Tensor, torch.Tensor] | None = None
-        vsampler.forward = self._sampler_forward
-        vsampler.topk_topp_sampler.forward = self._topk_forward
+        self._patches = Patches()
+        self._orig = {"sampler": self._patches.wrap(vsampler, "forward", self._sampler_forward),
+                      "topk": self._patches.wrap(vsampler.topk_topp_sampler, "forward", self._topk_forward)}
 
     def remove(self) -> None:
-        self.runner.sampler.forward = self._orig["sampler"]
-        self.runner.sampler.topk_topp_sampler.forward = self._orig["topk"]
+        self._patches.undo()
 
     def _sampler_forward(self, logits, sampling_metadata, *args, **kwargs):
         batch = self.runner.input_batch
