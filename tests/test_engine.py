@@ -37,7 +37,6 @@ def test_vllm_rejects_samplers_it_cannot_run(sampler, tmp_path):
 @pytest.mark.parametrize("sampler,override,message", [
     ("esamp", "sampler.temperature=0", "temperature=0 cannot run on engine=vllm"),
     ("esamp", "engine.enforce_eager=false", "needs engine.enforce_eager=true"),
-    ("esamp", "sampler.latent_mixing=true", "latent_mixing=true cannot run"),
     ("fire", "sampler.temperature=0", "sampler=fire with temperature=0 cannot run")])
 def test_vllm_rejects_settings_it_cannot_honour(sampler, override, message, tmp_path):
     cfg = compose_cfg([*UNLOADABLE, "engine=vllm", f"sampler={sampler}", override])
