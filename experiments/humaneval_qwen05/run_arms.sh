@@ -19,6 +19,9 @@ declare -A ARMS=(
   [esamp_frozen_b025]="sampler=esamp sampler.n=16 sampler.distiller.lr=0"
   # the fast setting chosen by experiments/distiller_learning's registered rule (an EXTENSION: prompt-initialised bias)
   [esamp_fast_b025]="sampler=esamp sampler.n=16 sampler.distiller.input_norm=rms sampler.distiller.output_bias=prompt sampler.distiller.eps=1e-8 sampler.distiller.grad_clip=0"
+  # the paper's remaining baselines (issue 26, registered 2026-12-06 before any ran); run by name
+  [override_l08]="sampler=override sampler.n=16"
+  [self_review_t1]="sampler=temperature sampler.n=16 task.prompt_style=self_review"
 )
 ORDER=(temperature_t1 esamp_b025 min_p01 temperature_t07 temperature_t08)
 run_campaign "$@"

@@ -31,6 +31,8 @@ declare -A ARMS=(
   # registered 2026-12-05 17:35 UTC, before it ran: the frozen Distiller (the paper's initialisation, lr 0), so that the
   # MATH-500 verdict has both controls of the decision rule (issue 22 registers it for HumanEval and writing)
   [esamp_frozen_b025]="sampler=esamp sampler.n=16 sampler.distiller.lr=0"
+  # the paper's remaining baseline (issue 26, registered 2026-12-06 before it ran); run by name
+  [override_l08]="sampler=override sampler.n=16"
 )
 ORDER=(temperature_t1 esamp_b025 min_p01 temperature_t07 esamp_b01 esamp_b1 noise_b025 naive_b05 shared_b025 fire)
 run_campaign "$@"
