@@ -1,26 +1,104 @@
-"""Writing mechanism (issue 22): the paper arm against the frozen Distiller and the frozen arm against T 1, paired over
-the 64 prompts (per-prompt Vendi, distinct-2, cosine, judge perplexity from each results.json; loop rate from the
-samples), 10,000 bootstrap resamples. Run from the repo root: python experiments/writing_frontier/mechanism_pairs.py"""
-import json, numpy as np
+"""Writing mechanism (issue 22): ESamp's arms against its controls, paired over the 64 prompts.
+
+Per-prompt Vendi, distinct-2, pairwise cosine and judge perplexity come from each arm's results.json; the loop rate
+is recomputed from samples.jsonl. Every pair is a 95% paired bootstrap interval (10,000 resamples over prompts).
+Writes mechanism_pairs.md (the table, the loop rates and each Distiller's relative error) and mechanism.png (one
+panel per measure, one row per pair). Run from the repo root:
+    python experiments/writing_frontier/mechanism_pairs.py
+An arm that has not run is named in the output and its pairs are left out.
+"""
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
 from esamp.analysis.runs import load_samples
-from esamp.metrics.repetition import loops
 from esamp.analysis.stats import bootstrap_interval
-R='results/writing_frontier/'
-def per_prompt(arm):
-    d=json.load(open(R+arm+'/results.json'))['task_metrics']['per_prompt']
-    rows=load_samples(R+arm); lp={}
-    for r in rows: lp.setdefault(str(r['problem_id']),[]).append(loops(r['completion']))
-    return d, {k:float(np.mean(v)) for k,v in lp.items()}
-a,la=per_prompt('esamp_b025'); b,lb=per_prompt('esamp_frozen_b025'); t,lt=per_prompt('temperature_t1')
-ids=sorted(set(a)&set(b)&set(t)); print(len(ids), list(a[ids[0]].keys()))
-for key in ['vendi','distinct_2','pairwise_cosine','perplexity']:
-    if key not in a[ids[0]]: continue
-    for nm,o in [('paper - frozen',b),('frozen - T1',None)]:
-        if o is None: x=np.array([b[i][key]-t[i][key] for i in ids])
-        else: x=np.array([a[i][key]-o[i][key] for i in ids])
-        lo,hi=bootstrap_interval(x[:,None],10000,0); print(f'{key:16s} {nm:15s} {x.mean():+.3f} [{lo[0]:+.3f}, {hi[0]:+.3f}]')
-for nm,(p,q) in {'paper - frozen':(la,lb),'frozen - T1':(lb,lt)}.items():
-    x=np.array([p[i]-q[i] for i in ids]); lo,hi=bootstrap_interval(x[:,None],10000,0); print(f'loop rate        {nm:15s} {x.mean():+.3f} [{lo[0]:+.3f}, {hi[0]:+.3f}]')
-print('loop rates', np.mean(list(la.values())), np.mean(list(lb.values())), np.mean(list(lt.values())))
-tel=json.load(open(R+'esamp_frozen_b025/results.json'))['sampler_telemetry']; c=tel['rel_error_norm_curve']; print('frozen rel err first128', np.mean(c[:128]), 'all', np.mean(c))
-tel=json.load(open(R+'esamp_b025/results.json'))['sampler_telemetry']; c=tel['rel_error_norm_curve']; print('paper rel err first128', np.mean(c[:128]), 'all', np.mean(c))
+from esamp.metrics.repetition import loops
+
+RESULTS = Path("results/writing_frontier")
+OUT = Path("experiments/writing_frontier")
+ARMS = {"paper": "esamp_b025", "frozen": "esamp_frozen_b025", "noise": "noise_b025",
+        "T 1": "temperature_t1", "T 0.8": "temperature_t08"}
+# (arm, control): ESamp against each registered control, and the fixed transform alone against temperature
+PAIRS = [("paper", "T 1"), ("paper", "T 0.8"), ("paper", "frozen"), ("paper", "noise"),
+         ("frozen", "T 1"), ("frozen", "T 0.8"), ("noise", "T 0.8")]
+MEASURES = {"vendi": "Vendi", "distinct_2": "distinct-2", "pairwise_cosine": "pairwise cosine",
+            "perplexity": "judge perplexity", "loop_rate": "loop rate"}
+RESAMPLES, SEED = 10_000, 0
+COLORS = {"paper": "C0", "frozen": "C1", "noise": "C2"}
+
+
+def per_prompt(run_dir: Path) -> dict[str, dict[str, float]]:
+    """{prompt id: {measure: value}} for one arm."""
+    metrics = json.loads((run_dir / "results.json").read_text())["task_metrics"]["per_prompt"]
+    looped: dict[str, list[bool]] = {}
+    for row in load_samples(run_dir):
+        looped.setdefault(str(row["problem_id"]), []).append(loops(row["completion"]))
+    return {pid: {**{m: float(v[m]) for m in MEASURES if m in v}, "loop_rate": float(np.mean(looped[pid]))}
+            for pid, v in metrics.items()}
+
+
+def distiller_error(run_dir: Path) -> tuple[float, float] | None:
+    telemetry = json.loads((run_dir / "results.json").read_text()).get("sampler_telemetry") or {}
+    curve = telemetry.get("rel_error_norm_curve")
+    return (float(np.mean(curve[:128])), float(np.mean(curve))) if curve else None
+
+
+def main() -> None:
+    runs, missing = {}, []
+    for name, folder in ARMS.items():
+        if (RESULTS / folder / "results.json").exists():
+            runs[name] = per_prompt(RESULTS / folder)
+        else:
+            missing.append(f"{name} ({RESULTS / folder})")
+    pairs = [(a, c) for a, c in PAIRS if a in runs and c in runs]
+    ids = sorted(set.intersection(*(set(runs[n]) for n in runs)))
+    rows = []  # (pair label, measure, mean, lo, hi)
+    for arm, control in pairs:
+        for measure in MEASURES:
+            if measure not in runs[arm][ids[0]] or measure not in runs[control][ids[0]]:
+                continue
+            diff = np.array([runs[arm][i][measure] - runs[control][i][measure] for i in ids])
+            lo, hi = bootstrap_interval(diff[:, None], RESAMPLES, SEED)
+            rows.append((f"{arm} - {control}", measure, float(diff.mean()), float(lo[0]), float(hi[0])))
+
+    lines = [f"# Writing mechanism pairs ({len(ids)} prompts, {RESAMPLES:,} paired bootstrap resamples)", ""]
+    if missing:
+        lines += [f"Not run (pairs left out): {', '.join(missing)}", ""]
+    labels = [f"{a} - {c}" for a, c in pairs]
+    lines += ["| paired difference | " + " | ".join(MEASURES.values()) + " |", "|---" * (len(MEASURES) + 1) + "|"]
+    for label in labels:
+        cells = {m: f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]" for lab, m, v, lo, hi in rows if lab == label}
+        lines.append(f"| {label} | " + " | ".join(cells.get(m, "-") for m in MEASURES) + " |")
+    lines += ["", "| arm | loop rate | Distiller relative error, steps 1-128 / all |", "|---|---|---|"]
+    for name in runs:
+        err = distiller_error(RESULTS / ARMS[name])
+        loop = np.mean([runs[name][i]["loop_rate"] for i in ids])
+        lines.append(f"| {name} | {loop:.3f} | " + (f"{err[0]:.3f} / {err[1]:.3f}" if err else "-") + " |")
+    (OUT / "mechanism_pairs.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    shown = ["vendi", "loop_rate", "perplexity"]
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 0.5 * len(labels) + 1.4), sharey=True)
+    for ax, measure in zip(axes, shown):
+        for y, label in enumerate(labels):
+            hit = [r for r in rows if r[0] == label and r[1] == measure]
+            if hit:
+                _, _, v, lo, hi = hit[0]
+                ax.errorbar(v, y, xerr=[[v - lo], [hi - v]], fmt="o", color=COLORS[label.split(" - ")[0]])
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_title(MEASURES[measure])
+        ax.set_yticks(range(len(labels)), labels)
+    axes[0].invert_yaxis()
+    fig.suptitle(f"Writing, SmolLM2-135M: paired differences over {len(ids)} prompts (95% intervals)")
+    fig.tight_layout()
+    fig.savefig(OUT / "mechanism.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()
