@@ -7,7 +7,6 @@ panel per measure, one row per pair). Run from the repo root:
     python experiments/writing_frontier/mechanism_pairs.py
 An arm that has not run is named in the output and its pairs are left out.
 """
-import json
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from esamp.analysis.runs import load_samples
+from esamp.analysis.mechanism import distiller_summary
+from esamp.analysis.runs import load_samples, read_results
 from esamp.analysis.stats import bootstrap_interval
 from esamp.metrics.repetition import loops
 
@@ -35,18 +35,12 @@ COLORS = {"paper": "C0", "frozen": "C1", "noise": "C2"}
 
 def per_prompt(run_dir: Path) -> dict[str, dict[str, float]]:
     """{prompt id: {measure: value}} for one arm."""
-    metrics = json.loads((run_dir / "results.json").read_text())["task_metrics"]["per_prompt"]
+    metrics = read_results(run_dir)["task_metrics"]["per_prompt"]
     looped: dict[str, list[bool]] = {}
     for row in load_samples(run_dir):
         looped.setdefault(str(row["problem_id"]), []).append(loops(row["completion"]))
     return {pid: {**{m: float(v[m]) for m in MEASURES if m in v}, "loop_rate": float(np.mean(looped[pid]))}
             for pid, v in metrics.items()}
-
-
-def distiller_error(run_dir: Path) -> tuple[float, float] | None:
-    telemetry = json.loads((run_dir / "results.json").read_text()).get("sampler_telemetry") or {}
-    curve = telemetry.get("rel_error_norm_curve")
-    return (float(np.mean(curve[:128])), float(np.mean(curve))) if curve else None
 
 
 def main() -> None:
@@ -77,9 +71,10 @@ def main() -> None:
         lines.append(f"| {label} | " + " | ".join(cells.get(m, "-") for m in MEASURES) + " |")
     lines += ["", "| arm | loop rate | Distiller relative error, steps 1-128 / all |", "|---|---|---|"]
     for name in runs:
-        err = distiller_error(RESULTS / ARMS[name])
+        err = distiller_summary(RESULTS / ARMS[name])
         loop = np.mean([runs[name][i]["loop_rate"] for i in ids])
-        lines.append(f"| {name} | {loop:.3f} | " + (f"{err[0]:.3f} / {err[1]:.3f}" if err else "-") + " |")
+        lines.append(f"| {name} | {loop:.3f} | " + (f"{err['rel_error_first']:.3f} / {err['rel_error_all']:.3f}"
+                                                      if err["steps"] else "-") + " |")
     (OUT / "mechanism_pairs.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
