@@ -4,7 +4,8 @@ distiller_learning/README.md has the protocol and the selection rule fixed befor
     python scripts/distiller_replay.py results/humaneval_qwen05/esamp_b025 --problems 16 --out DIR
 
 Writes DIR/curves.json (per half, per setting: per-step relative error, error along h, gradient norm,
-eps-damped share, active rows) and prints the table of token-weighted means over steps 1-128.
+eps-damped share, active rows) and prints the table of token-weighted means over steps 1-128 (and over every
+replayed step, 1-max_steps, when that is longer: the measure of writing_long's registered "learned" rule).
 """
 from __future__ import annotations
 
@@ -94,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             curves = replay(taps[variant][sl], setting, variant=variant, max_steps=args.max_steps, seed=seed)
             curves["seconds"] = time.perf_counter() - t1
             result["halves"].setdefault(half, {})[name] = curves
-        a, b = (token_weighted_mean(result["halves"][h][name]["rel_error"], result["halves"][h][name]["rows"])
-                for h in "AB")
-        print(f"{name:34s} rel error, steps 1-128: half A {a:.3f}  half B {b:.3f}", flush=True)
+        for last in sorted({128, args.max_steps}):
+            a, b = (token_weighted_mean(result["halves"][h][name]["rel_error"], result["halves"][h][name]["rows"],
+                                        last=last) for h in "AB")
+            print(f"{name:34s} rel error, steps 1-{last}: half A {a:.3f}  half B {b:.3f}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "curves.json").write_text(json.dumps(result))
     return 0

@@ -184,3 +184,65 @@ def test_quality_analysis_end_to_end_on_tiny_runs(tmp_path):
     assert got[("perplexity", "vendi")] == "outside the temperature curve's range"  # 30 > the curve's 20
     assert "verdict on the quality axes" in quality_markdown(res)
     assert summary(res)[0]["arm"] == "esamp"
+
+
+def test_rejudge_first_n_picks_samples_whether_or_not_they_loop():
+    from esamp.analysis.writing_rejudge import needed
+
+    loop = {"completion": "the cat sat on the mat and purred " * 3}
+    clean = {"completion": "A quiet morning in the village began with bells."}
+    records = [loop, clean, loop, clean, clean]
+    assert needed(records) == [1, 3, 4]  # loop-free mode: the clean samples of a mixed prompt
+    assert needed(records, first=4) == [0, 1, 2, 3]  # a run without a judge: the first N, looping or not
+    assert needed(records[:2], first=4) == [0, 1]
+    assert needed([clean, clean], first=None) == []  # nothing mixed, nothing needed in loop-free mode
+
+
+def test_judge_values_of_a_run_made_without_a_judge_come_from_the_rerun_file(tmp_path):
+    from esamp.analysis.writing_quality import judged_perplexity
+
+    loop = "the cat sat on the mat and purred " * 3
+    clean = "A quiet morning in the village began with bells."
+    samples = {"a": [{"completion": c} for c in (loop, clean, clean)],  # mixed
+               "b": [{"completion": c} for c in (clean, clean, clean)],  # no loop, no stored mean
+               "c": [{"completion": c} for c in (clean, clean, clean)]}  # not reached by the rerun
+    arm = {"dir": str(tmp_path), "per_prompt": {"a": {}, "b": {}, "c": {}}}
+    assert loopfree_perplexity(arm, samples) is None  # no judge at all: no loop-free perplexity
+    (tmp_path / "judge_loopfree.json").write_text(json.dumps(
+        {"perplexities": {"a": [40.0, 10.0, None], "b": [6.0, 8.0, None]}}))
+    lf = loopfree_perplexity(arm, samples)
+    assert lf["a"] == pytest.approx(10.0)  # the judged looping sample (40) is left out
+    assert lf["b"] == pytest.approx(7.0) and math.isnan(lf["c"])
+    allp = judged_perplexity(arm, ["a", "b", "c"])
+    assert allp[0] == pytest.approx(25.0) and allp[1] == pytest.approx(7.0) and math.isnan(allp[2])
+    arm["per_prompt"]["b"]["perplexity"] = 99.0  # a stored mean (a run with a judge) wins over the rerun file
+    assert judged_perplexity(arm, ["b"])[0] == pytest.approx(99.0)
+
+
+def test_paired_differences_against_a_named_reference_arm_include_vendi():
+    from esamp.analysis.writing_quality import paired_differences
+
+    rows = [{"arm": "t1", "frontier": True, "vendi": 3.0}, {"arm": "frozen", "frontier": False, "vendi": 3.5},
+            {"arm": "best", "frontier": False, "vendi": 4.5}]
+    boot = {"t1": {"vendi": np.full(50, 3.0)}, "frozen": {"vendi": np.full(50, 3.5)},
+            "best": {"vendi": np.linspace(4.4, 4.6, 50)}}
+    got = {(d["arm"], d["reference"]): d for d in paired_differences(rows, boot, refs=("t1", "frozen"))}
+    assert set(got) == {("frozen", "t1"), ("best", "t1"), ("best", "frozen")}  # never an arm minus itself
+    assert got[("best", "frozen")]["diff"] == pytest.approx(1.0) and got[("best", "frozen")]["diff_lo"] > 0.8
+
+
+def test_features_read_the_runs_generation_length_and_refuse_a_cache_made_for_another(tmp_path):
+    from esamp.analysis.writing_features import check_cache, lengths
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(
+        {"config": {"task": {"max_new_tokens": 512, "embedder_max_seq_length": 512}}}))
+    assert lengths(run) == {"max_tokens": 512, "embedder_max_seq_length": 512}
+    np.savez(tmp_path / "references.npz", pid=np.array(["p"]))  # an old cache: 256 tokens, the embedder's limit
+    check_cache(tmp_path / "references.npz", {"max_tokens": 256, "embedder_max_seq_length": None})
+    with pytest.raises(SystemExit, match="was made for"):
+        check_cache(tmp_path / "references.npz", lengths(run))
+    np.savez(tmp_path / "references.npz", pid=np.array(["p"]), max_tokens=np.array(512),
+             embedder_max_seq_length=np.array(512))
+    check_cache(tmp_path / "references.npz", lengths(run))

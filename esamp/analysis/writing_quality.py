@@ -68,29 +68,47 @@ def _sample_table(run_dir) -> dict[str, list[dict]]:
     return {p: sorted(rs, key=lambda r: int(r["sample_index"])) for p, rs in out.items()}
 
 
-def loopfree_perplexity(arm: dict, samples: dict[str, list[dict]]) -> dict[str, float] | None:
-    """pid -> mean judge perplexity over the prompt's non-looping samples (nan when all loop); None when the
-    arm has neither per-sample perplexities nor a rerun file and some prompt mixes looping and clean samples. A
-    mixed prompt that an unfinished rerun has not reached is nan too (see `loopfree_missing`)."""
+def _rerun(arm: dict) -> dict[str, list]:
+    """pid -> per-sample judge perplexities (None: not judged) of `esamp.analysis.writing_rejudge`, or {}."""
     rerun = Path(arm["dir"]) / "judge_loopfree.json"
-    per_sample = json.loads(rerun.read_text())["perplexities"] if rerun.exists() else {}
+    return json.loads(rerun.read_text())["perplexities"] if rerun.exists() else {}
+
+
+def loopfree_perplexity(arm: dict, samples: dict[str, list[dict]]) -> dict[str, float] | None:
+    """pid -> mean judge perplexity over the prompt's judged non-looping samples (nan when all loop); a prompt
+    where no sample loops and none was judged one by one keeps its stored mean (the mean over all its samples).
+    None when the arm has neither per-sample perplexities nor a rerun file and some prompt needs them. A prompt
+    that an unfinished rerun has not reached is nan too (see `loopfree_missing`)."""
+    per_sample = _rerun(arm)
     out = {}
     for pid, rs in samples.items():
         flags = [loops(r.get("completion") or "") for r in rs]
         m = arm["per_prompt"].get(pid, {})
         vals = m.get("perplexities") or per_sample.get(pid)
+        kept = [v for v, f in zip(vals or [], flags) if not f and v is not None]
         if all(flags):
             out[pid] = math.nan
-        elif not any(flags):
-            out[pid] = float(m.get("perplexity", math.nan))
-        elif vals is None and not per_sample:
+        elif kept:
+            out[pid] = float(np.mean(kept))
+        elif not any(flags) and m.get("perplexity") is not None:
+            out[pid] = float(m["perplexity"])
+        elif not per_sample:
             return None
-        elif vals is None:  # a rerun that has not reached this prompt: it drops out of the loop-free mean
+        else:  # a rerun that has not reached this prompt: it drops out of the loop-free mean
             out[pid] = math.nan
-        else:
-            kept = [v for v, f in zip(vals, flags) if not f and v is not None]
-            out[pid] = float(np.mean(kept)) if kept else math.nan
     return out
+
+
+def judged_perplexity(arm: dict, prompts: Sequence[str]) -> np.ndarray:
+    """Per prompt: the stored mean judge perplexity, else (a run made without a judge) the mean over the samples
+    `writing_rejudge --first N` judged, looping or not; nan where neither exists."""
+    per_sample = _rerun(arm)
+    out = []
+    for p in prompts:
+        stored = arm["per_prompt"].get(p, {}).get("perplexity")
+        vals = [v for v in per_sample.get(p) or [] if v is not None]
+        out.append(float(stored) if stored is not None else float(np.mean(vals)) if vals else math.nan)
+    return np.array(out)
 
 
 def loopfree_missing(arm: dict, samples: dict[str, list[dict]]) -> int:
@@ -129,7 +147,9 @@ def _mauve_boot(p_feats, p_pids, q_feats, q_pids, prompts, weights, num_buckets=
 
 
 def quality_analysis(root: str | Path | Sequence[str | Path], cache: str | Path, resamples: int = 10_000,
-                     seed: int = 0) -> dict[str, Any]:
+                     seed: int = 0, references: Sequence[str] = ("temperature_t1", "temperature_t08")) -> dict[str, Any]:
+    """`references`: the arms every other arm is paired against (T 1 and the sharpening control T 0.8 by
+    default; add e.g. the frozen Distiller's arm)."""
     arms = load_arms([root] if isinstance(root, (str, Path)) else root)
     cache = Path(cache)
     refs = np.load(cache / "references.npz")
@@ -139,10 +159,13 @@ def quality_analysis(root: str | Path | Sequence[str | Path], cache: str | Path,
     keep = np.isin(refs["pid"], prompts)
     ref_coh = coherence(refs["prompt_emb"], refs["emb"])
     human = {"coherence": float(ref_coh[keep].mean()), "texts": int(keep.sum())}
+    notes += [f"reference arm {ref} is not among the arms: nothing is paired with it"
+              for ref in references if ref not in {a["name"] for a in arms}]
     for a in arms:
         samples = _sample_table(a["dir"])
         per = {k: np.array([float(a["per_prompt"][p].get(k, math.nan)) for p in prompts])
-               for k in ("perplexity", "vendi", "pairwise_cosine")}
+               for k in ("vendi", "pairwise_cosine")}
+        per["perplexity"] = judged_perplexity(a, prompts)
         per["loop_rate"] = np.array([np.mean([loops(r.get("completion") or "") for r in samples[p]]) for p in prompts])
         lf = loopfree_perplexity(a, samples)
         per["ppl_loopfree"] = np.array([lf[p] for p in prompts]) if lf else np.full(len(prompts), np.nan)
@@ -177,7 +200,8 @@ def quality_analysis(root: str | Path | Sequence[str | Path], cache: str | Path,
         boot[a["name"]] = b
     return {"rows": rows, "verdicts": frontier_verdicts(rows, boot), "prompts": len(prompts), "notes": notes,
             "resamples": resamples, "seed": seed, "human": human, "axes": {k: v[0] for k, v in AXES.items()},
-            "paired": paired_differences(rows, boot)}
+            "paired": paired_differences(rows, boot, references), "references": list(references),
+            "max_tokens": int(refs["max_tokens"]) if "max_tokens" in refs else 256}
 
 
 def frontier_verdicts(rows: list[dict], boot: dict[str, dict[str, np.ndarray]]) -> list[dict]:
@@ -212,16 +236,17 @@ def frontier_verdicts(rows: list[dict], boot: dict[str, dict[str, np.ndarray]]) 
 
 
 def paired_differences(rows: list[dict], boot: dict, refs: Sequence[str] = ("temperature_t1", "temperature_t08"),
-                       keys: Sequence[str] = ("mauve_smollm2", "mauve_minilm", "coherence", "loop_rate",
+                       keys: Sequence[str] = ("vendi", "mauve_smollm2", "mauve_minilm", "coherence", "loop_rate",
                                               "ppl_loopfree")) -> list[dict]:
-    """Each non-temperature arm minus T 1 and minus T 0.8 (the sharpening control), paired over prompts."""
+    """Each non-temperature arm minus each reference arm (T 1 and T 0.8, the sharpening control, by default),
+    paired over prompts."""
     point = {r["arm"]: r for r in rows}
     out = []
     for r in rows:
         if r["frontier"]:
             continue
         for ref in refs:
-            if ref not in point:
+            if ref not in point or ref == r["arm"]:
                 continue
             for k in keys:
                 if k not in boot[r["arm"]] or k not in boot[ref]:

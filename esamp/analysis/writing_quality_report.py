@@ -111,7 +111,7 @@ def quality_markdown(res: Mapping[str, Any]) -> str:
     out = ["# Writing frontier: quality axes beyond the judge's perplexity\n",
            f"{res['prompts']} prompts; means over prompts (MAUVE: over the set) with 95% percentile intervals from "
            f"{res['resamples']} bootstrap resamples of prompts (seed {res['seed']}, the same resamples for every arm "
-           f"and axis). Human continuations (the books' own, cut to 256 SmolLM2 tokens): coherence "
+           f"and axis). Human continuations (the books' own, cut to {res.get('max_tokens', 256)} SmolLM2 tokens): coherence "
            f"{h['coherence']:.3f} ({h['texts']} texts).\n"]
     out += [f"- note: {n}" for n in res["notes"]] + ([""] if res["notes"] else [])
     out += ["## Arms\n", arms_table(res), "",
@@ -123,7 +123,8 @@ def quality_markdown(res: Mapping[str, Any]) -> str:
             "Frontier: the temperature arms joined in order of temperature; at the arm's quality the most diverse "
             "point of that curve with the same quality. Beyond = more diverse at equal quality on that axis, the "
             "whole interval on that side.\n", verdict_table(res), "",
-            "## Paired differences with T 1 and T 0.8\n", paired_table(res), "",
+            f"## Paired differences with {', '.join(res.get('references') or ['temperature_t1', 'temperature_t08'])}\n",
+            paired_table(res), "",
             "## MAUVE across clusterings\n",
             "The intervals above hold one k-means clustering fixed; here each arm is clustered with three seeds.\n",
             seeds_table(res)]

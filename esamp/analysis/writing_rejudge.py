@@ -12,6 +12,10 @@ against its stored mean: the rerun reproduces the stored judge up to bf16 batchi
 The file is written after every prompt, and a rerun resumes it. Cost: ~3.4 s of CPU per sample for the Qwen
 0.5B judge on one thread; `--per-prompt 1` judges one non-looping sample per mixed prompt (an unbiased but
 noisier estimate of that prompt's loop-free mean; the bootstrap over prompts carries the extra noise).
+
+Runs made without a judge (`task.ppl_model=null`, e.g. `writing_long`) have no stored means at all: `--first N`
+judges the first N samples of every prompt, looping or not, into the same file, and the quality axes take both
+the judge perplexity (all judged samples) and the loop-free one (the judged non-looping samples) from it.
 """
 from __future__ import annotations
 
@@ -35,16 +39,20 @@ def samples_by_prompt(run_dir) -> dict[str, list[dict]]:
     return {pid: sorted(rs, key=lambda r: int(r["sample_index"])) for pid, rs in out.items()}
 
 
-def needed(records: list[dict], per_prompt: int | None = None) -> list[int]:
+def needed(records: list[dict], per_prompt: int | None = None, first: int | None = None) -> list[int]:
     """Positions of the samples whose judge perplexity the loop-free mean needs (none when no sample or every
     sample loops): the non-looping ones, or the first `per_prompt` of them (the samples of a prompt are
-    exchangeable, so the first non-looping ones are a fair draw from them)."""
+    exchangeable, so the first non-looping ones are a fair draw from them). `first`: the first `first` samples,
+    looping or not (a run with no stored judge)."""
+    if first:
+        return list(range(min(first, len(records))))
     flags = [loops(r.get("completion") or "") for r in records]
     idx = [i for i, f in enumerate(flags) if not f] if any(flags) and not all(flags) else []
     return idx[:per_prompt] if per_prompt else idx
 
 
-def rejudge(run_dir, lm, check: bool = True, per_prompt: int | None = None, progress: bool = False) -> Path:
+def rejudge(run_dir, lm, check: bool = True, per_prompt: int | None = None, progress: bool = False,
+            first: int | None = None) -> Path:
     from esamp.metrics.perplexity import continuation_perplexities
 
     run_dir = Path(run_dir)
@@ -54,7 +62,9 @@ def rejudge(run_dir, lm, check: bool = True, per_prompt: int | None = None, prog
     state = json.loads(path.read_text()) if path.exists() else {
         "judge": lm.name, "loop_rule": f"some {LOOP_NGRAM}-word sequence occurs {LOOP_MIN_COUNT}+ times",
         "judged": "non-looping samples of prompts where some but not all samples loop", "perplexities": {}}
-    if per_prompt:
+    if first:
+        state["judged"] = f"the first {first} samples of every prompt, looping or not"
+    elif per_prompt:
         state["judged"] = (f"the first {per_prompt} non-looping sample(s) of each prompt where some but not all "
                            "samples loop")
 
@@ -65,7 +75,7 @@ def rejudge(run_dir, lm, check: bool = True, per_prompt: int | None = None, prog
         return continuation_perplexities(lm, [r["prompt"] for r in records], [r["completion"] for r in records],
                                          batch_size=8, progress=progress)
 
-    if check and "check" not in state:  # one mixed prompt judged whole against the stored mean
+    if check and "check" not in state and not first:  # (a run without a judge has no stored mean to check)  # one mixed prompt judged whole against the stored mean
         pid = next((p for p, rs in by_prompt.items() if needed(rs)), next(iter(by_prompt)))
         vals = judge(by_prompt[pid])
         mean = sum(vals) / len(vals)
@@ -76,7 +86,7 @@ def rejudge(run_dir, lm, check: bool = True, per_prompt: int | None = None, prog
     for pid, records in by_prompt.items():
         if pid in state["perplexities"]:
             continue
-        idx = needed(records, per_prompt)
+        idx = needed(records, per_prompt, first)
         vals: list[float | None] = [None] * len(records)
         if idx:
             for i, v in zip(idx, judge([records[i] for i in idx])):
@@ -94,6 +104,8 @@ def main(argv=None) -> int:
                                                           "first CHECK runs (default 1)")
     ap.add_argument("--per-prompt", type=int, default=None,
                     help="judge at most this many non-looping samples per mixed prompt (default: all)")
+    ap.add_argument("--first", type=int, default=None,
+                    help="judge the first N samples of every prompt, looping or not (runs made without a judge)")
     args = ap.parse_args(argv)
     import torch
     from omegaconf import OmegaConf
@@ -103,9 +115,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     lm = load_model(OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "model" / f"{args.judge}.yaml"))
     for j, run in enumerate(args.runs):
-        n = sum(len(needed(rs, args.per_prompt)) for rs in samples_by_prompt(run).values())
+        n = sum(len(needed(rs, args.per_prompt, args.first)) for rs in samples_by_prompt(run).values())
         print(f"{run}: {n} samples to judge", flush=True)
-        print(rejudge(run, lm, check=j < args.check, per_prompt=args.per_prompt), flush=True)
+        print(rejudge(run, lm, check=j < args.check, per_prompt=args.per_prompt, first=args.first), flush=True)
     return 0
 
 

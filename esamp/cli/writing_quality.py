@@ -23,12 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--resamples", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reference", action="append", default=None,
+                    help="an arm every other arm is paired against (repeat; default temperature_t1, temperature_t08)")
     args = ap.parse_args(argv)
     from esamp.analysis.writing_quality import quality_analysis
     from esamp.analysis.writing_quality_report import quality_markdown, write_quality
 
     try:
-        res = quality_analysis(args.root, args.cache, resamples=args.resamples, seed=args.seed)
+        res = quality_analysis(args.root, args.cache, resamples=args.resamples, seed=args.seed,
+                               references=args.reference or ("temperature_t1", "temperature_t08"))
         files = write_quality(res, args.out)
     except (FileNotFoundError, ValueError) as err:
         return error_exit(err)
