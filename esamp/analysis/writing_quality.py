@@ -113,8 +113,7 @@ def judged_perplexity(arm: dict, prompts: Sequence[str]) -> np.ndarray:
 
 def loopfree_missing(arm: dict, samples: dict[str, list[dict]]) -> int:
     """Mixed prompts (some samples loop, some not) with no per-sample judge value: an unfinished rerun."""
-    rerun = Path(arm["dir"]) / "judge_loopfree.json"
-    done = json.loads(rerun.read_text())["perplexities"] if rerun.exists() else {}
+    done = _rerun(arm)
     n = 0
     for pid, rs in samples.items():
         flags = [loops(r.get("completion") or "") for r in rs]
