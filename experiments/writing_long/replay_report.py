@@ -60,7 +60,7 @@ def main() -> int:
             cells = [mean(run, h, name, a, b) for a, b in ((1, 128), (1, 511), (257, 511)) for h in ("A", "B")]
             lines.append(f"| {arm} | {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
             curve = both_halves(run, name)
-            style = "k--" if name == REFERENCE else "-"
+            style = "--" if name == REFERENCE else "-"
             ax.plot(range(1, len(curve) + 1), curve, style, lw=1.8 if name == setting else 1.2,
                     color={"paper": "C3", REFERENCE: "k"}.get(name, "C0"),
                     label=name + (" (this arm's)" if name == setting else ""))
