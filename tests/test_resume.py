@@ -110,6 +110,17 @@ def test_kill_and_resume(tmp_path, data_dir):
     assert timing["generation_seconds"] == pytest.approx(gen_parts[0]["seconds"] + gen_parts[1]["seconds"])
     assert timing["tokens_in_samples"] == sum(r["tokens"] for r in records)
 
+    # 3b. a rerun with nothing left to generate (results.json lost) binds no model: its telemetry still says how
+    # the parts ran (the resolved latent mixing, not the configured "auto")
+    assert isinstance(tele["latent_mixing"], bool)
+    (out / "results.json").unlink()
+    res = subprocess.run(_cmd(out), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    again = json.loads((out / "results.json").read_text())
+    assert again["resume"]["problems_reused"] == PROBLEMS
+    assert again["sampler_telemetry"]["latent_mixing"] is tele["latent_mixing"]
+    assert again["sampler_telemetry"]["train_steps"] == tele["train_steps"]
+
     # 4. the same samples as a run that was never interrupted
     res = subprocess.run(_cmd(ref), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -183,7 +183,8 @@ class ESampSampler(TruncationSampler):
         return {k: stats[k] for k in ("train_steps", "update_steps", "loss_curve", "count_curve", "error_norm_curve",
                                       "rel_error_norm_curve", "mean_error_norm", "mean_rel_error_norm",
                                       "err_along_h_curve", "mean_err_along_h", "grad_norm_curve",
-                                      "eps_damped_curve", "first_loss", "last_loss", "trained_rows") if k in stats}
+                                      "eps_damped_curve", "first_loss", "last_loss", "trained_rows") if k in stats} | {
+                "latent_mixing": self._latent_mixing}  # resolved: a resumed run that generates nothing reads it here
 
     def end(self) -> dict[str, Any]:
         out = self.snapshot()
@@ -228,7 +229,18 @@ class ESampSampler(TruncationSampler):
                 "eps_damped_curve": mean_curve("eps_damped_curve"),
                 "mean_rel_error_norm": rel / rows if rows else None,
                 "first_loss": finite[0] if finite else None, "last_loss": finite[-1] if finite else None,
-                "mean_error_norm": err / rows if rows else None, "trained_rows": rows, **self.describe()}
+                "mean_error_norm": err / rows if rows else None, "trained_rows": rows, **self.describe(),
+                **self._parts_mixing(telemetry)}
+
+    def _parts_mixing(self, telemetry: list[dict[str, Any]]) -> dict[str, Any]:
+        """The latent mixing the parts ran with, when this process bound no model (a resume with nothing left
+        to generate): their resolved value, a list where parts differ; nothing for parts that predate it."""
+        if self._info is not None:
+            return {}
+        seen = [t["latent_mixing"] for t in telemetry if "latent_mixing" in t]
+        if not seen:
+            return {}
+        return {"latent_mixing": seen[0] if len(set(seen)) == 1 else seen}
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
