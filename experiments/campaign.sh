@@ -2,6 +2,9 @@
 #   CAMPAIGN (results/<CAMPAIGN>/<arm>), COMMON (overrides of every arm), ARMS (name -> overrides), ORDER
 # and calls `run_campaign "$@"`: arms run one after another, each into its fixed folder; a killed run resumes
 # where it stopped when the script is started again (finished arms, with a results.json, are skipped).
+# A side job beside a running arm (analysis, a judge) started with `setsid` or `nohup setsid` lands in its own
+# scheduler autogroup, and Linux shares the CPU equally between autogroups whatever `nice` says: lower its whole
+# session with `echo 19 > /proc/<its pid>/autogroup` or it takes half of a 2-core machine from the arm.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-.venv/bin/python}
