@@ -67,3 +67,20 @@ def test_run_records_the_style_and_its_exact_text(tmp_path):
     # the lock leaves the neutral `plain` out (folders locked before the key existed resume), a style in
     locks = {name: json.loads((tmp_path / name / "run.lock.json").read_text())["task"] for name in ("plain", "review")}
     assert "prompt_style" not in locks["plain"] and locks["review"]["prompt_style"] == "self_review"
+
+
+def test_run_tables_tell_a_prompt_style_arm_apart_from_the_plain_one():
+    from esamp.analysis.sweep import frame, summary_columns
+
+    def run(name, style=None):
+        metrics = {"prompt_style": {"name": style, "system_prompt": SELF_REVIEW}} if style else {}
+        return {"_run_dir": name, "task": "humaneval", "model": {"name": "m"}, "seed": 0,
+                "sampler": {"name": "temperature", "temperature": 1.0, "n": 4}, "task_metrics": metrics,
+                "pass_at_k": {"k": [1], "pass_at_k": [0.5]}}
+
+    df = frame([run("plain"), run("review", "self_review")])
+    labels = dict(zip(df["run_dir"], df["label"]))
+    assert labels == {"plain": "temperature prompt_style=plain", "review": "temperature prompt_style=self_review"}
+    assert "prompt_style" in summary_columns(df)
+    alone = frame([run("plain"), run("plain2")])  # same style everywhere: not a column, not in the label
+    assert "prompt_style" not in summary_columns(alone) and set(alone["label"]) == {"temperature", "temperature #2"}

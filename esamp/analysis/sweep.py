@@ -69,6 +69,8 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
     row["accuracy"], row["accuracy_lo"], row["accuracy_hi"] = acc.get("accuracy"), acc.get("ci_low"), acc.get("ci_high")
     for k, v in _flat(run.get("task_metrics")).items():  # e.g. diversity metrics of creative writing
         row[k if k not in row else f"task.{k}"] = v
+    # the system-prompt style is part of the arm (task.prompt_style); runs from before the key are plain
+    row["prompt_style"] = ((run.get("task_metrics") or {}).get("prompt_style") or {}).get("name") or "plain"
     timing = run.get("timing") or {}
     row["tokens_per_second"], row["wall_seconds"] = timing.get("tokens_per_second"), timing.get("wall_seconds")
     telemetry = run.get("sampler_telemetry") or {}
@@ -99,7 +101,7 @@ def hyperparameter_columns(df: pd.DataFrame) -> list[str]:
 
 def add_labels(df: pd.DataFrame) -> pd.DataFrame:
     """`label`: sampler name plus the settings that tell this run apart from the others of the same
-    sampler (and the model / n / seed when those vary), e.g. `esamp beta=0.25`."""
+    sampler (and the prompt style / model / n / seed when those vary), e.g. `esamp beta=0.25`."""
     if df.empty:
         df["label"] = []
         return df
@@ -107,7 +109,7 @@ def add_labels(df: pd.DataFrame) -> pd.DataFrame:
     labels = pd.Series("", index=df.index, dtype=object)
     for name, group in df.groupby(df["sampler"].fillna("?"), sort=False):
         differ = [c for c in hp if varying(group, c)]
-        for c in ("n", "seed"):
+        for c in ("prompt_style", "n", "seed"):
             if c in group and varying(group, c):
                 differ.append(c)
         for idx, row in group.iterrows():
@@ -182,7 +184,8 @@ def summary_columns(df: pd.DataFrame) -> list[str]:
     accuracy, diversity, throughput."""
     div = [c for c in df.columns if any(c.endswith(s) for s in ("distinct_1", "distinct_2", "self_bleu",
                                                                  "vendi", "pairwise_cosine"))]
-    cols = ["task", "model", "sampler", *shown_hyperparameters(df), "n", *[f"pass@{k}" for k in passk_columns(df)],
+    style = ["prompt_style"] if "prompt_style" in df and varying(df, "prompt_style") else []
+    cols = ["task", "model", "sampler", *shown_hyperparameters(df), *style, "n", *[f"pass@{k}" for k in passk_columns(df)],
             "accuracy", *div, "esamp.last_loss", "tokens_per_second"]
     return [c for c in cols if c in df.columns and (c in ID_COLUMNS or df[c].notna().any())]
 
