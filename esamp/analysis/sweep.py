@@ -185,8 +185,8 @@ def summary_columns(df: pd.DataFrame) -> list[str]:
     div = [c for c in df.columns if any(c.endswith(s) for s in ("distinct_1", "distinct_2", "self_bleu",
                                                                  "vendi", "pairwise_cosine"))]
     style = ["prompt_style"] if "prompt_style" in df and varying(df, "prompt_style") else []
-    cols = ["task", "model", "sampler", *shown_hyperparameters(df), *style, "n", *[f"pass@{k}" for k in passk_columns(df)],
-            "accuracy", *div, "esamp.last_loss", "tokens_per_second"]
+    cols = ["task", "model", "sampler", *shown_hyperparameters(df), *style, "n",
+            *[f"pass@{k}" for k in passk_columns(df)], "accuracy", *div, "esamp.last_loss", "tokens_per_second"]
     return [c for c in cols if c in df.columns and (c in ID_COLUMNS or df[c].notna().any())]
 
 
